@@ -1,0 +1,3 @@
+//! berth-registry-server owns the OCI Distribution API over HTTP(S), its storage
+//! drivers, auth, garbage collection and configuration. It is filled in by the
+//! registry-server issue.
