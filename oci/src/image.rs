@@ -184,7 +184,7 @@ pub fn inspect_json(image: &Image, tags: &[Reference]) -> Value {
         .collect();
     repo_digests.dedup();
     let c = &image.config;
-    json!({
+    let mut out = json!({
         "Id": image.id().to_string(),
         "RepoTags": repo_tags,
         "RepoDigests": repo_digests,
@@ -194,7 +194,6 @@ pub fn inspect_json(image: &Image, tags: &[Reference]) -> Value {
         "Author": c.author.clone().unwrap_or_default(),
         "Config": serde_json::to_value(c.config.clone().unwrap_or_default()).unwrap_or(Value::Null),
         "Architecture": c.architecture,
-        "Variant": c.variant,
         "Os": c.os,
         "Size": image.size(),
         "RootFS": {
@@ -207,7 +206,11 @@ pub fn inspect_json(image: &Image, tags: &[Reference]) -> Value {
             "digest": image.top.digest.to_string(),
             "size": image.top.size,
         },
-    })
+    });
+    if let (Some(v), Some(map)) = (&c.variant, out.as_object_mut()) {
+        map.insert("Variant".into(), Value::String(v.clone()));
+    }
+    out
 }
 
 /// Rows of `docker history`: newest first, layer sizes matched to non-empty entries.

@@ -44,7 +44,13 @@ pub fn save(
         let mut entry = descriptor.clone();
         if let Some(r) = reference {
             let mut a = entry.annotations.take().unwrap_or_default();
-            a.insert(mt::ANNOTATION_REF_NAME.into(), r.familiar());
+            // podman reads the docker format as an OCI layout first and takes
+            // ref.name as the image name: give it the full name there.
+            let ref_name = match format {
+                ArchiveFormat::Oci => r.familiar(),
+                ArchiveFormat::Docker => r.to_string(),
+            };
+            a.insert(mt::ANNOTATION_REF_NAME.into(), ref_name);
             a.insert(mt::ANNOTATION_CONTAINERD_NAME.into(), r.to_string());
             entry.annotations = Some(a);
         }
