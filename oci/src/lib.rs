@@ -5,6 +5,15 @@
 //! once per chain ID, overlayfs prepare/commit); and oci-archive/docker-archive
 //! import and export. It knows nothing of HTTP, Dockerfiles or processes.
 
+pub mod archive;
 pub mod digest;
+pub mod image;
+pub mod manifest;
+pub mod media_types;
+pub mod reference;
+pub mod store;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use manifest::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Manifest, Platform};
+pub use reference::{Reference, ReferenceError};
+pub use store::{Store, StoreError};
