@@ -20,7 +20,10 @@ pub fn human_size(bytes: u64) -> String {
         format!("{value:.2}")
     };
     let trimmed = if digits.contains('.') {
-        digits.trim_end_matches('0').trim_end_matches('.').to_string()
+        digits
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     } else {
         digits
     };
@@ -101,7 +104,10 @@ mod tests {
 
     #[test]
     fn ages() {
-        assert_eq!(since(Some("1970-01-01T00:00:00Z")).split(' ').nth(1), Some("years"));
+        assert_eq!(
+            since(Some("1970-01-01T00:00:00Z")).split(' ').nth(1),
+            Some("years")
+        );
         assert_eq!(since(None), "N/A");
     }
 }

@@ -33,25 +33,37 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// List images in the local store
-    #[command(after_help = "Examples:\n  berth images\n  berth images --format json\n  berth images -q")]
+    #[command(
+        after_help = "Examples:\n  berth images\n  berth images --format json\n  berth images -q"
+    )]
     Images(commands::images::ImagesArgs),
     /// Give an image another name
-    #[command(after_help = "Examples:\n  berth tag busybox:latest localhost:5000/tools/busybox:1.36")]
+    #[command(
+        after_help = "Examples:\n  berth tag busybox:latest localhost:5000/tools/busybox:1.36"
+    )]
     Tag(commands::images::TagArgs),
     /// Remove image tags, and the images no tag points at any more
     #[command(after_help = "Examples:\n  berth rmi busybox\n  berth rmi -f 3f57d9401f8d")]
     Rmi(commands::images::RmiArgs),
     /// Show an image's details as JSON (like `docker image inspect`)
-    #[command(after_help = "Examples:\n  berth inspect busybox\n  berth inspect sha256:3f57d9401f8d")]
+    #[command(
+        after_help = "Examples:\n  berth inspect busybox\n  berth inspect sha256:3f57d9401f8d"
+    )]
     Inspect(commands::images::InspectArgs),
     /// Show the history of an image
-    #[command(after_help = "Examples:\n  berth history busybox\n  berth history --no-trunc busybox")]
+    #[command(
+        after_help = "Examples:\n  berth history busybox\n  berth history --no-trunc busybox"
+    )]
     History(commands::images::HistoryArgs),
     /// Write images to a docker-archive or oci-archive tar
-    #[command(after_help = "Examples:\n  berth save -o busybox.tar busybox\n  berth save --format oci -o busybox.oci.tar busybox:latest\n  berth save busybox | gzip > busybox.tar.gz")]
+    #[command(
+        after_help = "Examples:\n  berth save -o busybox.tar busybox\n  berth save --format oci -o busybox.oci.tar busybox:latest\n  berth save busybox | gzip > busybox.tar.gz"
+    )]
     Save(commands::archive::SaveArgs),
     /// Load images from a docker-archive or oci-archive tar (optionally compressed)
-    #[command(after_help = "Examples:\n  berth load -i busybox.tar\n  gunzip -c busybox.tar.gz | berth load")]
+    #[command(
+        after_help = "Examples:\n  berth load -i busybox.tar\n  gunzip -c busybox.tar.gz | berth load"
+    )]
     Load(commands::archive::LoadArgs),
     /// Remove untagged images, unreferenced blobs and abandoned writes
     #[command(after_help = "Examples:\n  berth prune")]

@@ -63,7 +63,10 @@ impl Store {
             }
         }
         let hex = input.strip_prefix("sha256:").unwrap_or(input);
-        if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !hex.is_empty()
+            && hex.len() <= 64
+            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             if let Some(found) = self.find_by_id_prefix(&entries, hex)? {
                 return Ok(found);
             }
@@ -71,7 +74,11 @@ impl Store {
         Err(StoreError::ImageNotFound(input.to_string()))
     }
 
-    fn find_by_id_prefix(&self, entries: &[TagEntry], hex: &str) -> Result<Option<Resolved>, StoreError> {
+    fn find_by_id_prefix(
+        &self,
+        entries: &[TagEntry],
+        hex: &str,
+    ) -> Result<Option<Resolved>, StoreError> {
         let mut found: Option<Descriptor> = None;
         for e in entries {
             let by_manifest = e.descriptor.digest.hex().starts_with(hex);
@@ -104,7 +111,8 @@ impl Store {
             let bytes = self.read_document(&descriptor.digest, "manifest")?;
             match Manifest::parse(&bytes, Some(&descriptor.media_type))? {
                 Manifest::Image(manifest) => {
-                    let config_bytes = self.read_document(&manifest.config.digest, "image config")?;
+                    let config_bytes =
+                        self.read_document(&manifest.config.digest, "image config")?;
                     let config = ImageConfig::parse(&config_bytes)?;
                     return Ok(Image {
                         top: top.clone(),
@@ -132,7 +140,10 @@ impl Store {
                 }
             }
         }
-        Err(StoreError::ImageNotFound(format!("{}: indexes nested too deep", top.digest)))
+        Err(StoreError::ImageNotFound(format!(
+            "{}: indexes nested too deep",
+            top.digest
+        )))
     }
 
     /// Tags of the store that point at `digest`.
@@ -148,7 +159,10 @@ impl Store {
 
 /// Picks the child of an index for a platform: os and architecture must match;
 /// an exact variant wins, then an entry without variant, then any variant.
-pub fn select_platform<'a>(candidates: &[&'a Descriptor], want: &Platform) -> Option<&'a Descriptor> {
+pub fn select_platform<'a>(
+    candidates: &[&'a Descriptor],
+    want: &Platform,
+) -> Option<&'a Descriptor> {
     let matching: Vec<&'a Descriptor> = candidates
         .iter()
         .copied()
@@ -229,7 +243,11 @@ pub fn history_rows(image: &Image) -> Vec<HistoryRow> {
         .history
         .iter()
         .map(|h| {
-            let layer = if h.empty_layer.unwrap_or(false) { None } else { layers.next() };
+            let layer = if h.empty_layer.unwrap_or(false) {
+                None
+            } else {
+                layers.next()
+            };
             HistoryRow {
                 created: h.created.clone().unwrap_or_default(),
                 created_by: h.created_by.clone().unwrap_or_default(),

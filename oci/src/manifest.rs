@@ -39,9 +39,17 @@ pub enum ManifestError {
 pub struct Platform {
     pub architecture: String,
     pub os: String,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
-    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_features: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -102,7 +110,11 @@ pub struct Descriptor {
     pub data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artifact_type: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -134,7 +146,11 @@ pub struct ImageManifest {
     pub schema_version: u64,
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
-    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artifact_type: Option<String>,
     pub config: Descriptor,
     #[serde(default)]
@@ -153,7 +169,11 @@ pub struct ImageIndex {
     pub schema_version: u64,
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
-    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artifact_type: Option<String>,
     pub manifests: Vec<Descriptor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,7 +214,10 @@ impl Manifest {
             what: "manifest",
             source,
         })?;
-        let field = value.get("mediaType").and_then(Value::as_str).map(str::to_string);
+        let field = value
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if let (Some(f), Some(d)) = (&field, declared)
             && f != d
         {
@@ -209,7 +232,10 @@ impl Manifest {
         {
             return Err(ManifestError::Schema1(k.to_string()));
         }
-        let schema = value.get("schemaVersion").and_then(Value::as_u64).unwrap_or(0);
+        let schema = value
+            .get("schemaVersion")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         if schema == 1 {
             return Err(ManifestError::Schema1("schemaVersion 1".to_string()));
         }
@@ -221,8 +247,15 @@ impl Manifest {
             None => value.get("manifests").is_some(),
         };
         if schema != 2 {
-            let what = if is_index { "image index" } else { "image manifest" };
-            return Err(ManifestError::SchemaVersion { what, found: schema });
+            let what = if is_index {
+                "image index"
+            } else {
+                "image manifest"
+            };
+            return Err(ManifestError::SchemaVersion {
+                what,
+                found: schema,
+            });
         }
         if is_index {
             serde_json::from_value(value)
@@ -277,9 +310,17 @@ pub struct HealthConfig {
     pub interval: Option<i64>,
     #[serde(rename = "Timeout", default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<i64>,
-    #[serde(rename = "StartPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "StartPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_period: Option<i64>,
-    #[serde(rename = "StartInterval", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "StartInterval",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_interval: Option<i64>,
     #[serde(rename = "Retries", default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i64>,
@@ -292,25 +333,49 @@ pub struct HealthConfig {
 pub struct ContainerConfig {
     #[serde(rename = "User", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(rename = "ExposedPorts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub exposed_ports: Option<BTreeMap<String, Value>>,
     #[serde(rename = "Env", default, skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
-    #[serde(rename = "Entrypoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Entrypoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entrypoint: Option<Vec<String>>,
     #[serde(rename = "Cmd", default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
     #[serde(rename = "Volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<BTreeMap<String, Value>>,
-    #[serde(rename = "WorkingDir", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "WorkingDir",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_dir: Option<String>,
     #[serde(rename = "Labels", default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
-    #[serde(rename = "StopSignal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "StopSignal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_signal: Option<String>,
-    #[serde(rename = "ArgsEscaped", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ArgsEscaped",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub args_escaped: Option<bool>,
-    #[serde(rename = "Healthcheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Healthcheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub healthcheck: Option<HealthConfig>,
     #[serde(rename = "OnBuild", default, skip_serializing_if = "Option::is_none")]
     pub on_build: Option<Vec<String>>,
@@ -356,9 +421,17 @@ pub struct ImageConfig {
     pub architecture: String,
     #[serde(default)]
     pub os: String,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
-    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_features: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -404,7 +477,10 @@ mod tests {
         let c = ImageConfig::parse(DOCKER_CONFIG_JSON.as_bytes()).unwrap();
         let cc = c.config.as_ref().unwrap();
         assert_eq!(cc.args_escaped, Some(true));
-        assert_eq!(cc.healthcheck.as_ref().unwrap().interval, Some(30_000_000_000));
+        assert_eq!(
+            cc.healthcheck.as_ref().unwrap().interval,
+            Some(30_000_000_000)
+        );
         assert_eq!(cc.shell.as_ref().unwrap().len(), 2);
         assert_eq!(c.history[0].empty_layer, Some(true));
         let out: Value = serde_json::to_value(&c).unwrap();
@@ -423,7 +499,9 @@ mod tests {
         let m = Manifest::parse(img.as_bytes(), None).unwrap();
         assert!(matches!(m, Manifest::Image(_)));
         assert_eq!(m.media_type(), mt::OCI_MANIFEST);
-        let Manifest::Image(im) = &m else { unreachable!() };
+        let Manifest::Image(im) = &m else {
+            unreachable!()
+        };
         assert_eq!(serde_json::to_value(im).unwrap()["x-unknown"], 1);
 
         let idx = format!(
@@ -433,7 +511,10 @@ mod tests {
         );
         let m = Manifest::parse(idx.as_bytes(), Some(mt::DOCKER_MANIFEST_LIST)).unwrap();
         let Manifest::Index(i) = &m else { panic!() };
-        assert_eq!(i.manifests[0].platform.as_ref().unwrap().to_short_string(), "linux/arm64/v8");
+        assert_eq!(
+            i.manifests[0].platform.as_ref().unwrap().to_short_string(),
+            "linux/arm64/v8"
+        );
 
         assert!(matches!(
             Manifest::parse(idx.as_bytes(), Some(mt::OCI_INDEX)),

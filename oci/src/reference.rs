@@ -26,11 +26,18 @@ pub enum ReferenceError {
     NameTooLong { reference: String, len: usize },
     #[error("invalid reference {reference:?}: bad registry host {domain:?}")]
     InvalidDomain { reference: String, domain: String },
-    #[error("invalid reference {reference:?}: bad repository path component {component:?} (lowercase letters, digits and separators . _ __ - only)")]
-    InvalidPathComponent { reference: String, component: String },
+    #[error(
+        "invalid reference {reference:?}: bad repository path component {component:?} (lowercase letters, digits and separators . _ __ - only)"
+    )]
+    InvalidPathComponent {
+        reference: String,
+        component: String,
+    },
     #[error("invalid reference {reference:?}: repository name must be lowercase")]
     Uppercase { reference: String },
-    #[error("invalid reference {reference:?}: bad tag {tag:?} (up to 128 of [A-Za-z0-9_.-], not starting with . or -)")]
+    #[error(
+        "invalid reference {reference:?}: bad tag {tag:?} (up to 128 of [A-Za-z0-9_.-], not starting with . or -)"
+    )]
     InvalidTag { reference: String, tag: String },
     #[error("invalid reference {reference:?}: {source}")]
     InvalidDigest {
@@ -38,7 +45,9 @@ pub enum ReferenceError {
         #[source]
         source: DigestError,
     },
-    #[error("invalid reference {reference:?}: cannot be a 64-character hexadecimal string (that is an image ID)")]
+    #[error(
+        "invalid reference {reference:?}: cannot be a 64-character hexadecimal string (that is an image ID)"
+    )]
     HexOnly { reference: String },
 }
 
@@ -291,10 +300,7 @@ fn is_valid_path_component(c: &str) -> bool {
             i += 1;
         }
         let sep = &c[start..i];
-        let ok = sep == "."
-            || sep == "_"
-            || sep == "__"
-            || sep.bytes().all(|x| x == b'-');
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
         if !ok {
             return false;
         }
@@ -353,8 +359,14 @@ mod tests {
     fn normalises_like_docker() {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("user/app"), "docker.io/user/app:latest");
-        assert_eq!(norm("index.docker.io/busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(norm("docker.io/busybox:1.36"), "docker.io/library/busybox:1.36");
+        assert_eq!(
+            norm("index.docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            norm("docker.io/busybox:1.36"),
+            "docker.io/library/busybox:1.36"
+        );
         assert_eq!(norm("localhost:5000/a/b:t"), "localhost:5000/a/b:t");
         assert_eq!(norm("localhost/a"), "localhost/a:latest");
         assert_eq!(norm("Example.com/a"), "Example.com/a:latest");
@@ -381,10 +393,24 @@ mod tests {
 
     #[test]
     fn familiar_forms() {
-        assert_eq!(Reference::parse("busybox").unwrap().familiar(), "busybox:latest");
-        assert_eq!(Reference::parse("docker.io/library/a/b").unwrap().familiar(), "library/a/b:latest");
-        assert_eq!(Reference::parse("user/app:v1").unwrap().familiar(), "user/app:v1");
-        assert_eq!(Reference::parse("localhost:5000/a:t").unwrap().familiar(), "localhost:5000/a:t");
+        assert_eq!(
+            Reference::parse("busybox").unwrap().familiar(),
+            "busybox:latest"
+        );
+        assert_eq!(
+            Reference::parse("docker.io/library/a/b")
+                .unwrap()
+                .familiar(),
+            "library/a/b:latest"
+        );
+        assert_eq!(
+            Reference::parse("user/app:v1").unwrap().familiar(),
+            "user/app:v1"
+        );
+        assert_eq!(
+            Reference::parse("localhost:5000/a:t").unwrap().familiar(),
+            "localhost:5000/a:t"
+        );
     }
 
     #[test]
@@ -398,7 +424,10 @@ mod tests {
         assert!(matches!(bad("docker.io/Upper"), Uppercase { .. }));
         assert!(matches!(bad("a:b:c"), InvalidPathComponent { .. }));
         assert!(matches!(bad("busybox:-x"), InvalidTag { .. }));
-        assert!(matches!(bad(&format!("busybox:{}", "a".repeat(129))), InvalidTag { .. }));
+        assert!(matches!(
+            bad(&format!("busybox:{}", "a".repeat(129))),
+            InvalidTag { .. }
+        ));
         assert!(Reference::parse(&format!("busybox:{}", "a".repeat(128))).is_ok());
         assert!(matches!(bad("a//b"), InvalidPathComponent { .. }));
         assert!(matches!(bad("a/-b"), InvalidPathComponent { .. }));
@@ -408,7 +437,10 @@ mod tests {
         assert!(matches!(bad("-host.com/a"), InvalidDomain { .. }));
         assert!(matches!(bad("busybox@sha256:abc"), InvalidDigest { .. }));
         assert!(matches!(bad(&"a".repeat(64)), HexOnly { .. }));
-        assert!(matches!(bad(&format!("x.io/{}", "a".repeat(255))), NameTooLong { .. }));
+        assert!(matches!(
+            bad(&format!("x.io/{}", "a".repeat(255))),
+            NameTooLong { .. }
+        ));
         assert!(matches!(bad("a/../b"), InvalidPathComponent { .. }));
     }
 

@@ -56,7 +56,8 @@ pub fn save(root: &Path, args: SaveArgs) -> anyhow::Result<()> {
             // leaves a truncated archive under the requested name.
             let tmp = temp_beside(path);
             let result = (|| -> anyhow::Result<()> {
-                let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+                let file =
+                    File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
                 let mut w = BufWriter::with_capacity(1 << 20, file);
                 archive::save(&store, &items, format, &mut w)?;
                 let file = w.into_inner().map_err(|e| e.into_error())?;
@@ -83,7 +84,10 @@ pub fn save(root: &Path, args: SaveArgs) -> anyhow::Result<()> {
 }
 
 fn temp_beside(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.berth-tmp-{}", std::process::id()))
 }
 

@@ -58,7 +58,9 @@ pub fn save(
 
         if format == ArchiveFormat::Docker {
             let image = store.image(descriptor, &Platform::host())?;
-            let tag = reference.as_ref().and_then(|r| r.tag().map(|t| (r.familiar_name(), t.to_string())));
+            let tag = reference
+                .as_ref()
+                .and_then(|r| r.tag().map(|t| (r.familiar_name(), t.to_string())));
             if let Some((name, t)) = &tag {
                 repositories
                     .entry(name.clone())
@@ -106,11 +108,18 @@ pub fn save(
             append_bytes(&mut tar, "repositories", &to_json(&repositories)?)?;
         }
     }
-    tar.into_inner().map_err(write_err)?.flush().map_err(write_err)?;
+    tar.into_inner()
+        .map_err(write_err)?
+        .flush()
+        .map_err(write_err)?;
     Ok(())
 }
 
-fn collect_blobs(store: &Store, descriptor: &Descriptor, out: &mut BTreeSet<Digest>) -> Result<(), ArchiveError> {
+fn collect_blobs(
+    store: &Store,
+    descriptor: &Descriptor,
+    out: &mut BTreeSet<Digest>,
+) -> Result<(), ArchiveError> {
     if !out.insert(descriptor.digest.clone()) {
         return Ok(());
     }
@@ -166,7 +175,11 @@ fn file_header(size: u64) -> tar::Header {
     h
 }
 
-fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
+fn append_bytes<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), ArchiveError> {
     let mut h = file_header(bytes.len() as u64);
     tar.append_data(&mut h, name, bytes).map_err(write_err)
 }
@@ -177,5 +190,6 @@ fn append_dir<W: Write>(tar: &mut tar::Builder<W>, name: &str) -> Result<(), Arc
     h.set_size(0);
     h.set_mode(0o755);
     h.set_mtime(0);
-    tar.append_data(&mut h, name, io::empty()).map_err(write_err)
+    tar.append_data(&mut h, name, io::empty())
+        .map_err(write_err)
 }

@@ -5,7 +5,9 @@ use serde::Deserialize;
 
 use super::ArchiveError;
 use crate::digest::{Algorithm, Digest};
-use crate::manifest::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Manifest, to_canonical_json};
+use crate::manifest::{
+    Descriptor, ImageConfig, ImageIndex, ImageManifest, Manifest, to_canonical_json,
+};
 use crate::media_types as mt;
 use crate::reference::Reference;
 use crate::store::{MAX_DOCUMENT_SIZE, Store};
@@ -37,7 +39,10 @@ struct StoredFile {
 
 /// Loads an oci-archive or docker-archive (optionally gzip- or zstd-compressed)
 /// from a stream into the store and tags its images.
-pub fn load(store: &Store, input: impl Read + Send + 'static) -> Result<Vec<LoadedImage>, ArchiveError> {
+pub fn load(
+    store: &Store,
+    input: impl Read + Send + 'static,
+) -> Result<Vec<LoadedImage>, ArchiveError> {
     // Blobs written by this load must survive a concurrent prune until tagged.
     let _guard = store.writer_guard()?;
     let stream = open_decompressed(input)?;
@@ -49,7 +54,11 @@ pub fn load(store: &Store, input: impl Read + Send + 'static) -> Result<Vec<Load
 
     for entry in archive.entries().map_err(ArchiveError::Read)? {
         let mut entry = entry.map_err(ArchiveError::Read)?;
-        let raw_name = entry.path().map_err(ArchiveError::Read)?.to_string_lossy().into_owned();
+        let raw_name = entry
+            .path()
+            .map_err(ArchiveError::Read)?
+            .to_string_lossy()
+            .into_owned();
         let name = clean_name(&raw_name);
         let kind = entry.header().entry_type();
         if kind.is_dir() || name.is_empty() {
@@ -62,7 +71,11 @@ pub fn load(store: &Store, input: impl Read + Send + 'static) -> Result<Vec<Load
                 .map_err(ArchiveError::Read)?
                 .map(|t| t.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let resolved = if kind.is_symlink() { resolve_relative(&name, &target) } else { clean_name(&target) };
+            let resolved = if kind.is_symlink() {
+                resolve_relative(&name, &target)
+            } else {
+                clean_name(&target)
+            };
             links.insert(name, resolved);
             continue;
         }
@@ -78,15 +91,21 @@ pub fn load(store: &Store, input: impl Read + Send + 'static) -> Result<Vec<Load
             if size > MAX_DOCUMENT_SIZE {
                 return Err(ArchiveError::BadEntry {
                     entry: name,
-                    reason: format!("{size} bytes, over the {MAX_DOCUMENT_SIZE}-byte document limit"),
+                    reason: format!(
+                        "{size} bytes, over the {MAX_DOCUMENT_SIZE}-byte document limit"
+                    ),
                 });
             }
             let mut buf = Vec::with_capacity(size as usize);
             entry.read_to_end(&mut buf).map_err(ArchiveError::Read)?;
             documents.insert(name, buf);
-        } else if name.ends_with("layer.tar") || name.ends_with(".tar") || name.ends_with(".tar.gz") {
+        } else if name.ends_with("layer.tar") || name.ends_with(".tar") || name.ends_with(".tar.gz")
+        {
             // A legacy layer, named by its v1 ID rather than its digest.
-            let mut ingest = store.ingest(&format!("load-{}-{name}", std::process::id()), Algorithm::Sha256)?;
+            let mut ingest = store.ingest(
+                &format!("load-{}-{name}", std::process::id()),
+                Algorithm::Sha256,
+            )?;
             ingest.truncate()?;
             let size = io::copy(&mut entry, &mut ingest).map_err(ArchiveError::Read)?;
             let digest = ingest.commit(Some(size), None)?;
@@ -122,10 +141,11 @@ pub fn load(store: &Store, input: impl Read + Send + 'static) -> Result<Vec<Load
 }
 
 fn load_from_index(store: &Store, index_bytes: &[u8]) -> Result<Vec<LoadedImage>, ArchiveError> {
-    let index: ImageIndex = serde_json::from_slice(index_bytes).map_err(|source| ArchiveError::BadDocument {
-        file: "index.json".into(),
-        source,
-    })?;
+    let index: ImageIndex =
+        serde_json::from_slice(index_bytes).map_err(|source| ArchiveError::BadDocument {
+            file: "index.json".into(),
+            source,
+        })?;
     let mut loaded = Vec::new();
     for descriptor in index.manifests {
         check_complete(store, &descriptor)?;
@@ -180,7 +200,11 @@ fn check_complete(store: &Store, descriptor: &Descriptor) -> Result<(), ArchiveE
             for d in std::iter::once(&m.config).chain(m.layers.iter()) {
                 if !store.has_blob(&d.digest) {
                     return Err(ArchiveError::Missing {
-                        what: if mt::is_config(&d.media_type) { "config" } else { "layer" },
+                        what: if mt::is_config(&d.media_type) {
+                            "config"
+                        } else {
+                            "layer"
+                        },
                         name: d.digest.to_string(),
                     });
                 }
@@ -216,9 +240,11 @@ fn load_from_docker_manifest(
         let (config_digest, config_size) = match lookup(&entry.config) {
             Some(f) => (f.digest, f.size),
             None => {
-                let bytes = documents.get(&clean_name(&entry.config)).ok_or_else(|| ArchiveError::Missing {
-                    what: "config",
-                    name: entry.config.clone(),
+                let bytes = documents.get(&clean_name(&entry.config)).ok_or_else(|| {
+                    ArchiveError::Missing {
+                        what: "config",
+                        name: entry.config.clone(),
+                    }
                 })?;
                 (store.write_blob(bytes, None)?, bytes.len() as u64)
             }
@@ -244,7 +270,10 @@ fn load_from_docker_manifest(
             if media_type == mt::OCI_LAYER && &file.digest != diff_id {
                 return Err(ArchiveError::BadEntry {
                     entry: path.clone(),
-                    reason: format!("layer digest {} does not match diff_id {diff_id}", file.digest),
+                    reason: format!(
+                        "layer digest {} does not match diff_id {diff_id}",
+                        file.digest
+                    ),
                 });
             }
             layers.push(Descriptor::new(media_type, file.digest, file.size));
@@ -261,10 +290,11 @@ fn load_from_docker_manifest(
             annotations: None,
             extra: Default::default(),
         };
-        let (bytes, _) = to_canonical_json(&manifest).map_err(|source| ArchiveError::BadDocument {
-            file: "manifest.json".into(),
-            source,
-        })?;
+        let (bytes, _) =
+            to_canonical_json(&manifest).map_err(|source| ArchiveError::BadDocument {
+                file: "manifest.json".into(),
+                source,
+            })?;
         let digest = store.write_blob(&bytes, None)?;
         let mut descriptor = Descriptor::new(mt::OCI_MANIFEST, digest, bytes.len() as u64);
         descriptor.platform = Some(config.platform());
@@ -354,12 +384,16 @@ fn resolve_relative(link: &str, target: &str) -> String {
 }
 
 /// Peeks at the first bytes and undoes gzip or zstd compression of the whole archive.
-fn open_decompressed(input: impl Read + Send + 'static) -> Result<Box<dyn Read + Send>, ArchiveError> {
+fn open_decompressed(
+    input: impl Read + Send + 'static,
+) -> Result<Box<dyn Read + Send>, ArchiveError> {
     let mut buffered = BufReader::with_capacity(1 << 20, input);
     let head = buffered.fill_buf().map_err(ArchiveError::Read)?;
     Ok(match head {
         [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(buffered)),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(ArchiveError::Read)?),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered).map_err(ArchiveError::Read)?,
+        ),
         _ => Box::new(buffered),
     })
 }

@@ -29,7 +29,9 @@ pub enum ArchiveError {
     },
     #[error("archive entry {entry:?}: {reason}")]
     BadEntry { entry: String, reason: String },
-    #[error("archive is neither an OCI layout nor a docker save archive (no index.json or manifest.json)")]
+    #[error(
+        "archive is neither an OCI layout nor a docker save archive (no index.json or manifest.json)"
+    )]
     UnknownFormat,
     #[error("archive {file}: {source}")]
     BadDocument {

@@ -34,7 +34,11 @@ fn make_image(store: &Store, name: &str, payload: &[u8]) -> Descriptor {
         media_type: Some(mt::OCI_MANIFEST.into()),
         artifact_type: None,
         config: Descriptor::new(mt::OCI_CONFIG, config_digest, config_bytes.len() as u64),
-        layers: vec![Descriptor::new(mt::OCI_LAYER, layer_digest, layer.len() as u64)],
+        layers: vec![Descriptor::new(
+            mt::OCI_LAYER,
+            layer_digest,
+            layer.len() as u64,
+        )],
         subject: None,
         annotations: None,
         extra: Default::default(),
@@ -52,9 +56,21 @@ fn roundtrip(format: ArchiveFormat) {
     let d = make_image(&store_a, "demo/app:v1", b"hello");
     let r = Reference::parse("demo/app:v1").unwrap();
     let mut archive = Vec::new();
-    save(&store_a, &[(d.clone(), Some(r.clone()))], format, &mut archive).unwrap();
+    save(
+        &store_a,
+        &[(d.clone(), Some(r.clone()))],
+        format,
+        &mut archive,
+    )
+    .unwrap();
     let mut again = Vec::new();
-    save(&store_a, &[(d.clone(), Some(r.clone()))], format, &mut again).unwrap();
+    save(
+        &store_a,
+        &[(d.clone(), Some(r.clone()))],
+        format,
+        &mut again,
+    )
+    .unwrap();
     assert_eq!(archive, again, "save is deterministic");
 
     let b = tempfile::tempdir().unwrap();
@@ -84,7 +100,9 @@ fn legacy_docker_archive_loads() {
     let a = tempfile::tempdir().unwrap();
     let store_a = Store::open(a.path()).unwrap();
     let d = make_image(&store_a, "legacy:1", b"legacy");
-    let image = store_a.image(&d, &crate::manifest::Platform::host()).unwrap();
+    let image = store_a
+        .image(&d, &crate::manifest::Platform::host())
+        .unwrap();
     let layer_digest = &image.manifest.layers[0].digest;
     let mut tarball = Vec::new();
     {
@@ -100,8 +118,13 @@ fn legacy_docker_archive_loads() {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
-        b.append_link(&mut h, "def/layer.tar", "../abc/layer.tar").unwrap();
-        add(&mut b, &format!("{}.json", image.id().hex()), &image.config_bytes);
+        b.append_link(&mut h, "def/layer.tar", "../abc/layer.tar")
+            .unwrap();
+        add(
+            &mut b,
+            &format!("{}.json", image.id().hex()),
+            &image.config_bytes,
+        );
         let manifest = format!(
             r#"[{{"Config":"{}.json","RepoTags":["legacy:1"],"Layers":["def/layer.tar"]}}]"#,
             image.id().hex()
@@ -112,7 +135,9 @@ fn legacy_docker_archive_loads() {
     let b = tempfile::tempdir().unwrap();
     let store_b = Store::open(b.path()).unwrap();
     let loaded = load(&store_b, std::io::Cursor::new(tarball)).unwrap();
-    let got = store_b.image(&loaded[0].descriptor, &crate::manifest::Platform::host()).unwrap();
+    let got = store_b
+        .image(&loaded[0].descriptor, &crate::manifest::Platform::host())
+        .unwrap();
     assert_eq!(got.id(), image.id());
     assert_eq!(got.manifest.layers[0].digest, *layer_digest);
 }
@@ -126,12 +151,19 @@ fn corrupt_blob_is_rejected_and_not_stored() {
         let mut h = tar::Header::new_ustar();
         h.set_size(5);
         h.set_mode(0o644);
-        b.append_data(&mut h, format!("blobs/sha256/{}", fake.hex()), &b"wrong"[..]).unwrap();
+        b.append_data(
+            &mut h,
+            format!("blobs/sha256/{}", fake.hex()),
+            &b"wrong"[..],
+        )
+        .unwrap();
         b.finish().unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let err = load(&store, std::io::Cursor::new(tarball)).unwrap_err().to_string();
+    let err = load(&store, std::io::Cursor::new(tarball))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("digest mismatch"), "{err}");
     assert!(!store.has_blob(&fake));
     assert!(!store.has_blob(&Digest::sha256_of(b"wrong")));
@@ -141,7 +173,13 @@ fn corrupt_blob_is_rejected_and_not_stored() {
 fn garbage_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    assert!(load(&store, std::io::Cursor::new(b"not a tar at all".repeat(100))).is_err());
+    assert!(
+        load(
+            &store,
+            std::io::Cursor::new(b"not a tar at all".repeat(100))
+        )
+        .is_err()
+    );
     assert!(matches!(
         load(&store, std::io::Cursor::new(Vec::new())),
         Err(ArchiveError::UnknownFormat)

@@ -27,7 +27,8 @@ impl Store {
     /// layers, index children and subjects that are present locally.
     pub fn mark(&self, roots: &[Digest]) -> Result<HashSet<Digest>, StoreError> {
         let mut live = HashSet::new();
-        let mut stack: Vec<(Digest, Option<String>)> = roots.iter().map(|d| (d.clone(), None)).collect();
+        let mut stack: Vec<(Digest, Option<String>)> =
+            roots.iter().map(|d| (d.clone(), None)).collect();
         while let Some((digest, media_type)) = stack.pop() {
             if !live.insert(digest.clone()) {
                 continue;
@@ -63,7 +64,11 @@ impl Store {
                 drop.into_iter().map(|d| d.digest).collect()
             })?;
         }
-        let mut roots: Vec<Digest> = self.entries()?.into_iter().map(|e| e.descriptor.digest).collect();
+        let mut roots: Vec<Digest> = self
+            .entries()?
+            .into_iter()
+            .map(|e| e.descriptor.digest)
+            .collect();
         roots.extend_from_slice(extra_roots);
         let live = self.mark(&roots)?;
 
@@ -100,7 +105,9 @@ impl Store {
     fn remove_stale_ingests(&self) -> Result<usize, StoreError> {
         let dir = self.root().join("ingest");
         let mut removed = 0;
-        let Ok(listing) = fs::read_dir(&dir) else { return Ok(0) };
+        let Ok(listing) = fs::read_dir(&dir) else {
+            return Ok(0);
+        };
         for entry in listing.flatten() {
             let path = entry.path();
             let Ok(Some(_lock)) = super::FileLock::try_exclusive(&path.join("lock")) else {

@@ -42,7 +42,9 @@ pub(super) fn read_index(store: &Store) -> Result<ImageIndex, StoreError> {
     let path = store.root().join("index.json");
     let bytes = match fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ImageIndex::new_oci(Vec::new())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(ImageIndex::new_oci(Vec::new()));
+        }
         Err(e) => return Err(StoreError::io(&path, e)),
     };
     serde_json::from_slice(&bytes).map_err(|e| StoreError::BadLayout {
@@ -68,7 +70,10 @@ fn tagged_descriptor(reference: &Reference, descriptor: &Descriptor) -> Descript
     let mut d = descriptor.clone();
     let mut annotations = d.annotations.take().unwrap_or_default();
     annotations.insert(mt::ANNOTATION_REF_NAME.to_string(), reference.familiar());
-    annotations.insert(mt::ANNOTATION_CONTAINERD_NAME.to_string(), reference.to_string());
+    annotations.insert(
+        mt::ANNOTATION_CONTAINERD_NAME.to_string(),
+        reference.to_string(),
+    );
     d.annotations = Some(annotations);
     d
 }
@@ -100,7 +105,9 @@ impl Store {
 
     /// The manifest a tag points at.
     pub fn resolve_tag(&self, reference: &Reference) -> Result<Option<Descriptor>, StoreError> {
-        let wanted = reference.repository().with_tag(reference.tag().unwrap_or("latest"))?;
+        let wanted = reference
+            .repository()
+            .with_tag(reference.tag().unwrap_or("latest"))?;
         Ok(self
             .entries()?
             .into_iter()
@@ -123,7 +130,11 @@ impl Store {
 
     /// Points `reference` (which must carry a tag) at `descriptor`, replacing
     /// whatever it pointed at. An untagged entry of the same manifest is dropped.
-    pub fn set_tag(&self, reference: &Reference, descriptor: &Descriptor) -> Result<(), StoreError> {
+    pub fn set_tag(
+        &self,
+        reference: &Reference,
+        descriptor: &Descriptor,
+    ) -> Result<(), StoreError> {
         let reference = match reference.tag() {
             Some(t) => reference.repository().with_tag(t)?,
             None => reference.repository().with_tag("latest")?,
@@ -152,7 +163,9 @@ impl Store {
 
     /// Removes a tag; returns the descriptor it pointed at.
     pub fn remove_tag(&self, reference: &Reference) -> Result<Option<Descriptor>, StoreError> {
-        let wanted = reference.repository().with_tag(reference.tag().unwrap_or("latest"))?;
+        let wanted = reference
+            .repository()
+            .with_tag(reference.tag().unwrap_or("latest"))?;
         self.update_index(|entries| {
             let pos = entries
                 .iter()

@@ -21,11 +21,16 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub(super) fn open(store: &Store, reference: &str, algorithm: Algorithm) -> Result<Ingest, StoreError> {
+    pub(super) fn open(
+        store: &Store,
+        reference: &str,
+        algorithm: Algorithm,
+    ) -> Result<Ingest, StoreError> {
         let dir = store.ingest_dir(reference);
         fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let lock_path = dir.join("lock");
-        let lock = FileLock::acquire(&lock_path, LockMode::Exclusive).map_err(|e| StoreError::io(&lock_path, e))?;
+        let lock = FileLock::acquire(&lock_path, LockMode::Exclusive)
+            .map_err(|e| StoreError::io(&lock_path, e))?;
         fs::write(dir.join("ref"), reference).map_err(|e| StoreError::io(&dir, e))?;
         let data = dir.join("data");
         let mut file = OpenOptions::new()
@@ -37,8 +42,10 @@ impl Ingest {
             .map_err(|e| StoreError::io(&data, e))?;
         // Resuming: the hash state is rebuilt from what is already on disk.
         let mut hasher = Hasher::new(algorithm);
-        io::copy(&mut (&mut file).take(u64::MAX), &mut hasher).map_err(|e| StoreError::io(&data, e))?;
-        file.seek(SeekFrom::End(0)).map_err(|e| StoreError::io(&data, e))?;
+        io::copy(&mut (&mut file).take(u64::MAX), &mut hasher)
+            .map_err(|e| StoreError::io(&data, e))?;
+        file.seek(SeekFrom::End(0))
+            .map_err(|e| StoreError::io(&data, e))?;
         Ok(Ingest {
             store: store.clone(),
             dir,
@@ -58,14 +65,20 @@ impl Ingest {
     pub fn truncate(&mut self) -> Result<(), StoreError> {
         let data = self.dir.join("data");
         self.file.set_len(0).map_err(|e| StoreError::io(&data, e))?;
-        self.file.seek(SeekFrom::Start(0)).map_err(|e| StoreError::io(&data, e))?;
+        self.file
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| StoreError::io(&data, e))?;
         self.hasher = Hasher::new(self.algorithm);
         Ok(())
     }
 
     /// Makes the blob visible under its digest if its size and digest match the
     /// expected ones (when given). On a mismatch the ingest is discarded.
-    pub fn commit(mut self, expected_size: Option<u64>, expected: Option<&Digest>) -> Result<Digest, StoreError> {
+    pub fn commit(
+        mut self,
+        expected_size: Option<u64>,
+        expected: Option<&Digest>,
+    ) -> Result<Digest, StoreError> {
         let data = self.dir.join("data");
         self.file.flush().map_err(|e| StoreError::io(&data, e))?;
         let size = self.hasher.len();
@@ -98,7 +111,11 @@ impl Ingest {
         self.file.sync_all().map_err(|e| StoreError::io(&data, e))?;
         let parent = target.parent().map(PathBuf::from).unwrap_or_default();
         fs::create_dir_all(&parent).map_err(|e| StoreError::io(&parent, e))?;
-        let mut perms = self.file.metadata().map_err(|e| StoreError::io(&data, e))?.permissions();
+        let mut perms = self
+            .file
+            .metadata()
+            .map_err(|e| StoreError::io(&data, e))?
+            .permissions();
         perms.set_readonly(true);
         fs::set_permissions(&data, perms).map_err(|e| StoreError::io(&data, e))?;
         fs::rename(&data, &target).map_err(|e| StoreError::io(&target, e))?;

@@ -25,7 +25,8 @@ impl FileLock {
             LockMode::Shared => FlockArg::LockShared,
             LockMode::Exclusive => FlockArg::LockExclusive,
         };
-        Self::lock(path, arg).map(|l| l.ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock)))?
+        Self::lock(path, arg)
+            .map(|l| l.ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock)))?
     }
 
     /// Returns `None` when another process holds the lock.

@@ -145,7 +145,9 @@ impl Store {
         let p = self.blob_path(digest);
         match fs::metadata(&p) {
             Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::BlobNotFound(digest.clone())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::BlobNotFound(digest.clone()))
+            }
             Err(e) => Err(StoreError::io(&p, e)),
         }
     }
@@ -161,7 +163,11 @@ impl Store {
 
     /// Reads a small blob (manifest, config) whole, refusing anything over
     /// [`MAX_DOCUMENT_SIZE`], and checks its digest.
-    pub fn read_document(&self, digest: &Digest, what: &'static str) -> Result<Vec<u8>, StoreError> {
+    pub fn read_document(
+        &self,
+        digest: &Digest,
+        what: &'static str,
+    ) -> Result<Vec<u8>, StoreError> {
         let size = self.blob_size(digest)?;
         if size > MAX_DOCUMENT_SIZE {
             return Err(StoreError::TooLarge {
@@ -194,7 +200,11 @@ impl Store {
     }
 
     /// Stores a small in-memory document and returns its digest.
-    pub fn write_blob(&self, bytes: &[u8], expected: Option<&Digest>) -> Result<Digest, StoreError> {
+    pub fn write_blob(
+        &self,
+        bytes: &[u8],
+        expected: Option<&Digest>,
+    ) -> Result<Digest, StoreError> {
         let algorithm = expected.map_or(Algorithm::Sha256, Digest::algorithm);
         let digest = Digest::of_bytes(algorithm, bytes);
         if let Some(want) = expected
@@ -268,7 +278,10 @@ impl Store {
 /// Writes a small file atomically: temp file, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;

@@ -36,7 +36,9 @@ fn ingest_commits_only_on_match_and_resumes() {
     let mut ingest = store.ingest("test-ref", Algorithm::Sha256).unwrap();
     assert_eq!(ingest.offset(), 5000);
     ingest.write_all(&data[5000..]).unwrap();
-    let got = ingest.commit(Some(data.len() as u64), Some(&digest)).unwrap();
+    let got = ingest
+        .commit(Some(data.len() as u64), Some(&digest))
+        .unwrap();
     assert_eq!(got, digest);
     assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), data);
 
@@ -56,7 +58,10 @@ fn ingest_commits_only_on_match_and_resumes() {
 
     let mut ingest = store.ingest("short", Algorithm::Sha256).unwrap();
     ingest.write_all(b"abc").unwrap();
-    assert!(matches!(ingest.commit(Some(4), None), Err(StoreError::SizeMismatch { .. })));
+    assert!(matches!(
+        ingest.commit(Some(4), None),
+        Err(StoreError::SizeMismatch { .. })
+    ));
 }
 
 #[test]
@@ -64,7 +69,12 @@ fn sha512_blobs_live_under_their_algorithm() {
     let (_dir, store) = store();
     let d = Digest::of_bytes(Algorithm::Sha512, b"x");
     store.write_blob(b"x", Some(&d)).unwrap();
-    assert!(store.blob_path(&d).to_string_lossy().contains("blobs/sha512/"));
+    assert!(
+        store
+            .blob_path(&d)
+            .to_string_lossy()
+            .contains("blobs/sha512/")
+    );
     assert_eq!(store.read_document(&d, "test").unwrap(), b"x");
 }
 
@@ -82,9 +92,14 @@ fn tags_are_set_moved_and_removed() {
     assert_eq!(store.resolve_tag(&r).unwrap().unwrap().digest, b);
     assert_eq!(store.entries().unwrap().len(), 1);
     let e = &store.entries().unwrap()[0];
-    assert_eq!(e.descriptor.annotation(crate::media_types::ANNOTATION_REF_NAME), Some("busybox:latest"));
     assert_eq!(
-        e.descriptor.annotation(crate::media_types::ANNOTATION_CONTAINERD_NAME),
+        e.descriptor
+            .annotation(crate::media_types::ANNOTATION_REF_NAME),
+        Some("busybox:latest")
+    );
+    assert_eq!(
+        e.descriptor
+            .annotation(crate::media_types::ANNOTATION_CONTAINERD_NAME),
         Some("docker.io/library/busybox:latest")
     );
     assert_eq!(store.remove_tag(&r).unwrap().unwrap().digest, b);
@@ -104,8 +119,14 @@ fn prune_keeps_what_tags_reach() {
         crate::media_types::OCI_LAYER
     );
     let m = store.write_blob(manifest.as_bytes(), None).unwrap();
-    let desc = Descriptor::new(crate::media_types::OCI_MANIFEST, m.clone(), manifest.len() as u64);
-    store.set_tag(&Reference::parse("x").unwrap(), &desc).unwrap();
+    let desc = Descriptor::new(
+        crate::media_types::OCI_MANIFEST,
+        m.clone(),
+        manifest.len() as u64,
+    );
+    store
+        .set_tag(&Reference::parse("x").unwrap(), &desc)
+        .unwrap();
     let report = store.prune(true, &[]).unwrap();
     assert_eq!(report.blobs_removed, vec![orphan.clone()]);
     assert_eq!(report.bytes_reclaimed, 6);
