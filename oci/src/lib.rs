@@ -8,9 +8,11 @@
 pub mod archive;
 pub mod digest;
 pub mod image;
+pub mod layer;
 pub mod manifest;
 pub mod media_types;
 pub mod reference;
+pub mod snapshot;
 pub mod store;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
