@@ -71,7 +71,9 @@ fn local_image(store: &Store, descriptor: &berth_oci::Descriptor) -> anyhow::Res
     match store.image(descriptor, &Platform::host()) {
         Ok(i) => Ok(i),
         Err(first) => {
-            for arch in ["amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64"] {
+            for arch in [
+                "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64",
+            ] {
                 if let Ok(i) = store.image(descriptor, &Platform::new("linux", arch, None)) {
                     return Ok(i);
                 }
@@ -143,7 +145,13 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            print!("{}", table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &table_rows));
+            print!(
+                "{}",
+                table(
+                    &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+                    &table_rows
+                )
+            );
         }
         other => bail!("unknown --format {other:?} (expected table or json)"),
     }
@@ -154,7 +162,10 @@ pub fn tag(root: &Path, args: TagArgs) -> anyhow::Result<()> {
     let store = open_store(root)?;
     let target = Reference::parse(&args.target)?;
     if target.digest().is_some() {
-        bail!("tag {:?}: a target reference cannot contain a digest", args.target);
+        bail!(
+            "tag {:?}: a target reference cannot contain a digest",
+            args.target
+        );
     }
     let _guard = store.writer_guard()?;
     let source = store.resolve(&args.source)?;
@@ -187,8 +198,12 @@ pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<()> {
                 store.update_index(|entries| entries.retain(|d| d.digest != digest))?;
             }
         }
-        if store.entries()?.iter().all(|e| e.descriptor.digest != digest) {
-            let report = store.prune(false, &[])?;
+        if store
+            .entries()?
+            .iter()
+            .all(|e| e.descriptor.digest != digest)
+        {
+            let (report, _) = super::collect_garbage(&store, false)?;
             println!("Deleted: {digest}");
             for b in report.blobs_removed.iter().filter(|b| **b != digest) {
                 println!("Deleted: {b}");
@@ -218,7 +233,12 @@ pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<()> {
     let rows = history_rows(&image);
     if args.quiet {
         for r in &rows {
-            println!("{}", r.layer.as_ref().map_or("<missing>".to_string(), |d| d.short().to_string()));
+            println!(
+                "{}",
+                r.layer
+                    .as_ref()
+                    .map_or("<missing>".to_string(), |d| d.short().to_string())
+            );
         }
         return Ok(());
     }
@@ -227,7 +247,11 @@ pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, r)| {
             let id = if i == 0 {
-                if args.no_trunc { image.id().to_string() } else { image.id().short().to_string() }
+                if args.no_trunc {
+                    image.id().to_string()
+                } else {
+                    image.id().short().to_string()
+                }
             } else {
                 "<missing>".to_string()
             };
@@ -237,23 +261,36 @@ pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<()> {
             }
             vec![
                 id,
-                since(Some(&r.created).filter(|c| !c.is_empty()).map(String::as_str)),
+                since(
+                    Some(&r.created)
+                        .filter(|c| !c.is_empty())
+                        .map(String::as_str),
+                ),
                 by,
                 human_size(r.size),
                 r.comment.clone(),
             ]
         })
         .collect();
-    print!("{}", table(&["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], &table_rows));
+    print!(
+        "{}",
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &table_rows
+        )
+    );
     Ok(())
 }
 
 pub fn prune(root: &Path, _args: PruneArgs) -> anyhow::Result<()> {
     let store = open_store(root)?;
-    let report = store.prune(true, &[])?;
+    let (report, snapshots) = super::collect_garbage(&store, true)?;
     let mut by_kind: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for d in &report.untagged_images {
-        by_kind.entry("Deleted Images:").or_default().push(format!("deleted: {d}"));
+        by_kind
+            .entry("Deleted Images:")
+            .or_default()
+            .push(format!("deleted: {d}"));
     }
     for (title, lines) in by_kind {
         println!("{title}");
@@ -263,9 +300,10 @@ pub fn prune(root: &Path, _args: PruneArgs) -> anyhow::Result<()> {
         println!();
     }
     println!(
-        "Total reclaimed space: {} ({} blobs)",
+        "Total reclaimed space: {} ({} blobs, {} unpacked layers)",
         human_size(report.bytes_reclaimed),
-        report.blobs_removed.len()
+        report.blobs_removed.len(),
+        snapshots
     );
     Ok(())
 }

@@ -1,11 +1,35 @@
 pub mod archive;
+pub mod dockerfile;
 pub mod images;
 
 use std::path::Path;
 
 use anyhow::Context;
-use berth_oci::Store;
+use berth_oci::snapshot::{Snapshotter, chain_ids};
+use berth_oci::store::PruneReport;
+use berth_oci::{Platform, Store};
 
 pub fn open_store(root: &Path) -> anyhow::Result<Store> {
     Store::open(root).with_context(|| format!("opening store at {}", root.display()))
+}
+
+/// Sweeps blobs no tag reaches (and untagged images when `untagged`), then the
+/// unpacked snapshots of layers no remaining image uses.
+pub fn collect_garbage(store: &Store, untagged: bool) -> anyhow::Result<(PruneReport, usize)> {
+    let report = store.prune(untagged, &[])?;
+    let mut live = Vec::new();
+    for entry in store.entries()? {
+        // Every platform of an index that is present locally keeps its layers.
+        for arch in [
+            "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64",
+        ] {
+            if let Ok(image) = store.image(&entry.descriptor, &Platform::new("linux", arch, None))
+                && let Some(top) = chain_ids(&image.config.rootfs.diff_ids).pop()
+            {
+                live.push(top);
+            }
+        }
+    }
+    let snapshots = Snapshotter::new(store).prune(&live)?;
+    Ok((report, snapshots))
 }

@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 
 use serde::Deserialize;
 
@@ -45,8 +45,9 @@ pub fn load(
 ) -> Result<Vec<LoadedImage>, ArchiveError> {
     // Blobs written by this load must survive a concurrent prune until tagged.
     let _guard = store.writer_guard()?;
-    let stream = open_decompressed(input)?;
-    let mut archive = tar::Archive::new(stream);
+    // Archives are often gzipped as a whole (`docker save | gzip`).
+    let (_, stream) = crate::layer::decompress(input).map_err(ArchiveError::Read)?;
+    let mut archive = tar::Archive::new(io::BufReader::with_capacity(1 << 20, stream));
 
     let mut documents: HashMap<String, Vec<u8>> = HashMap::new();
     let mut files: HashMap<String, StoredFile> = HashMap::new();
@@ -381,19 +382,4 @@ fn resolve_relative(link: &str, target: &str) -> String {
     }
     let dir = link.rsplit_once('/').map_or("", |(d, _)| d);
     clean_name(&format!("{dir}/{target}"))
-}
-
-/// Peeks at the first bytes and undoes gzip or zstd compression of the whole archive.
-fn open_decompressed(
-    input: impl Read + Send + 'static,
-) -> Result<Box<dyn Read + Send>, ArchiveError> {
-    let mut buffered = BufReader::with_capacity(1 << 20, input);
-    let head = buffered.fill_buf().map_err(ArchiveError::Read)?;
-    Ok(match head {
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(buffered)),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(
-            zstd::stream::read::Decoder::with_buffer(buffered).map_err(ArchiveError::Read)?,
-        ),
-        _ => Box::new(buffered),
-    })
 }
