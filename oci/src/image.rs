@@ -117,7 +117,7 @@ impl Store {
                     return Ok(Image {
                         top: top.clone(),
                         manifest_descriptor: descriptor,
-                        manifest,
+                        manifest: *manifest,
                         config,
                         config_bytes,
                     });

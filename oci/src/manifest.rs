@@ -19,7 +19,7 @@ pub type Annotations = BTreeMap<String, String>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("invalid {what}: {source}")]
+    #[error("invalid {what}")]
     Json {
         what: &'static str,
         #[source]
@@ -201,8 +201,8 @@ impl ImageIndex {
 /// A manifest of either kind, as read from bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Manifest {
-    Image(ImageManifest),
-    Index(ImageIndex),
+    Image(Box<ImageManifest>),
+    Index(Box<ImageIndex>),
 }
 
 impl Manifest {
@@ -259,14 +259,14 @@ impl Manifest {
         }
         if is_index {
             serde_json::from_value(value)
-                .map(Manifest::Index)
+                .map(|i| Manifest::Index(Box::new(i)))
                 .map_err(|source| ManifestError::Json {
                     what: "image index",
                     source,
                 })
         } else {
             serde_json::from_value(value)
-                .map(Manifest::Image)
+                .map(|m| Manifest::Image(Box::new(m)))
                 .map_err(|source| ManifestError::Json {
                     what: "image manifest",
                     source,

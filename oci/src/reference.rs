@@ -39,7 +39,7 @@ pub enum ReferenceError {
         "invalid reference {reference:?}: bad tag {tag:?} (up to 128 of [A-Za-z0-9_.-], not starting with . or -)"
     )]
     InvalidTag { reference: String, tag: String },
-    #[error("invalid reference {reference:?}: {source}")]
+    #[error("invalid reference {reference:?}: bad digest")]
     InvalidDigest {
         reference: String,
         #[source]

@@ -37,13 +37,13 @@ use crate::store::{FileLock, LockMode, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("layer {digest}: {source}")]
+    #[error("layer {digest}")]
     Layer {
         digest: Digest,
         #[source]
@@ -61,7 +61,7 @@ pub enum SnapshotError {
     NotFound(String),
     #[error("active snapshot {0} already exists")]
     Exists(String),
-    #[error("mounting overlay at {target}: {source}")]
+    #[error("mounting overlay at {target}")]
     Mount {
         target: PathBuf,
         #[source]

@@ -19,9 +19,9 @@ use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("reading archive: {0}")]
+    #[error("reading archive")]
     Read(#[source] std::io::Error),
-    #[error("writing archive {path}: {source}")]
+    #[error("writing archive {path}")]
     Write {
         path: String,
         #[source]
@@ -33,7 +33,7 @@ pub enum ArchiveError {
         "archive is neither an OCI layout nor a docker save archive (no index.json or manifest.json)"
     )]
     UnknownFormat,
-    #[error("archive {file}: {source}")]
+    #[error("archive {file}")]
     BadDocument {
         file: String,
         #[source]

@@ -59,7 +59,7 @@ impl Store {
             report.untagged_images = self.update_index(|entries| {
                 let (keep, drop): (Vec<_>, Vec<_>) = std::mem::take(entries)
                     .into_iter()
-                    .partition(|d| super::index::TagEntry::is_tagged_descriptor(d));
+                    .partition(super::index::TagEntry::is_tagged_descriptor);
                 *entries = keep;
                 drop.into_iter().map(|d| d.digest).collect()
             })?;

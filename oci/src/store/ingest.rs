@@ -27,7 +27,6 @@ impl Ingest {
         algorithm: Algorithm,
     ) -> Result<Ingest, StoreError> {
         let dir = store.ingest_dir(reference);
-        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let lock_path = dir.join("lock");
         let lock = FileLock::acquire(&lock_path, LockMode::Exclusive)
             .map_err(|e| StoreError::io(&lock_path, e))?;

@@ -1,8 +1,9 @@
 //! Advisory file locks (flock) that keep concurrent `berth` processes on one
 //! root from corrupting each other.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -35,18 +36,33 @@ impl FileLock {
     }
 
     fn lock(path: &Path, arg: FlockArg) -> io::Result<Option<FileLock>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
         loop {
-            match Flock::lock(file.try_clone()?, arg) {
-                Ok(lock) => return Ok(Some(FileLock { _lock: lock })),
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
+            let lock = match Flock::lock(file, arg) {
+                Ok(lock) => lock,
                 Err((_, nix::errno::Errno::EINTR)) => continue,
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
                 Err((_, e)) => return Err(io::Error::from(e)),
+            };
+            // The holder before us may have deleted the lock file (an ingest
+            // removes its directory when it commits): a lock on an unlinked
+            // file excludes nobody, so start over on the file now at `path`.
+            let held = lock.metadata()?;
+            match fs::metadata(path) {
+                Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
+                    return Ok(Some(FileLock { _lock: lock }));
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
             }
         }
     }

@@ -41,7 +41,7 @@ use crate::reference::ReferenceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -219,6 +219,11 @@ impl Store {
             return Ok(digest);
         }
         let mut ingest = self.ingest(&format!("doc-{digest}"), algorithm)?;
+        if self.has_blob(&digest) {
+            // Another process stored it while we waited for the ingest.
+            ingest.discard();
+            return Ok(digest);
+        }
         ingest.truncate()?;
         ingest
             .write_all(bytes)
