@@ -68,6 +68,11 @@ enum Command {
     /// Remove untagged images, unreferenced blobs and abandoned writes
     #[command(after_help = "Examples:\n  berth prune")]
     Prune(commands::images::PruneArgs),
+    /// Parse a Dockerfile to JSON, or run BuildKit's build checks on it
+    #[command(
+        after_help = "Examples:\n  berth dockerfile parse Dockerfile\n  berth dockerfile check Dockerfile"
+    )]
+    Dockerfile(commands::dockerfile::DockerfileArgs),
 }
 
 fn default_root() -> PathBuf {
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
         Command::Save(a) => commands::archive::save(&root, a),
         Command::Load(a) => commands::archive::load(&root, a),
         Command::Prune(a) => commands::images::prune(&root, a),
+        Command::Dockerfile(a) => commands::dockerfile::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
