@@ -73,6 +73,20 @@ enum Command {
         after_help = "Examples:\n  berth dockerfile parse Dockerfile\n  berth dockerfile check Dockerfile"
     )]
     Dockerfile(commands::dockerfile::DockerfileArgs),
+    /// Run a command in a new container
+    #[command(
+        after_help = "Examples:\n  berth run --rm busybox echo hello\n  berth run --rm -it busybox sh\n  berth run --rm --network none --memory 256m --pids-limit 100 busybox sh -c 'ip link'\n  berth run -d --name web -v /srv/www:/www:ro busybox httpd -f -h /www\n  berth run --rm --rootfs ./bundle/rootfs /bin/true\n\nExit status: the command's own; 125 when berth fails, 126 when the command\ncannot be executed, 127 when it is not found, 137 when it was killed (OOM)."
+    )]
+    Run(Box<commands::run::RunArgs>),
+    /// List containers
+    #[command(after_help = "Examples:\n  berth ps\n  berth ps -a\n  berth ps -aq")]
+    Ps(commands::containers::PsArgs),
+    /// Remove containers
+    #[command(after_help = "Examples:\n  berth rm web\n  berth rm -f 3f57d9401f8d")]
+    Rm(commands::containers::RmArgs),
+    /// Show the output a container wrote (containers not run with --rm)
+    #[command(after_help = "Examples:\n  berth logs web")]
+    Logs(commands::containers::LogsArgs),
 }
 
 fn default_root() -> PathBuf {
@@ -87,6 +101,9 @@ fn default_root() -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    // A container's init is this binary re-executed: it must not start
+    // tracing, parse arguments or anything else first.
+    berth_runtime::init::main_if_init();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("BERTH_LOG"))
         .with_writer(std::io::stderr)
@@ -94,6 +111,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = cli.root.unwrap_or_else(default_root);
     let result = match cli.command {
+        Command::Run(a) => return commands::run::run(&root, *a),
+        Command::Ps(a) => commands::containers::ps(&root, a),
+        Command::Rm(a) => commands::containers::rm(&root, a),
+        Command::Logs(a) => commands::containers::logs(&root, a),
         Command::Images(a) => commands::images::images(&root, a),
         Command::Tag(a) => commands::images::tag(&root, a),
         Command::Rmi(a) => commands::images::rmi(&root, a),

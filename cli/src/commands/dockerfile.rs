@@ -43,30 +43,35 @@ enum DockerfileCommand {
     },
 }
 
+/// The name errors are reported under, and the Dockerfile's text: valid
+/// UTF-8 as read (no copy), invalid bytes replaced with U+FFFD.
 fn read(file: &PathBuf) -> anyhow::Result<(String, String)> {
-    let mut bytes = Vec::new();
-    if file.as_os_str() == "-" {
+    let (name, bytes) = if file.as_os_str() == "-" {
+        let mut bytes = Vec::new();
         std::io::stdin()
             .read_to_end(&mut bytes)
             .context("reading standard input")?;
-        return Ok((
-            "Dockerfile".to_string(),
-            String::from_utf8_lossy(&bytes).into_owned(),
-        ));
-    }
-    bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    Ok((
-        file.display().to_string(),
-        String::from_utf8_lossy(&bytes).into_owned(),
-    ))
+        ("Dockerfile".to_string(), bytes)
+    } else {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        (file.display().to_string(), bytes)
+    };
+    let text = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    Ok((name, text))
 }
+
+/// Output buffer for the JSON: large enough that writing a big AST costs
+/// few system calls.
+const OUTPUT_BUFFER: usize = 256 * 1024;
 
 pub fn run(args: DockerfileArgs) -> anyhow::Result<()> {
     match args.command {
         DockerfileCommand::Parse { file, compact } => {
             let (name, source) = read(&file)?;
             let df = dockerfile::parse(&source, &name)?;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut out =
+                std::io::BufWriter::with_capacity(OUTPUT_BUFFER, std::io::stdout().lock());
             ast_json::write_json(&df, &mut out, !compact)?;
             writeln!(out)?;
             out.flush()?;

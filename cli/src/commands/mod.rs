@@ -1,6 +1,8 @@
 pub mod archive;
+pub mod containers;
 pub mod dockerfile;
 pub mod images;
+pub mod run;
 
 use std::path::Path;
 

@@ -63,6 +63,7 @@ pub enum WhiteoutMode {
 /// How to apply a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyOptions {
+    /// Overlay whiteouts (snapshot used as a lowerdir) or deletions (plain rootfs).
     pub whiteouts: WhiteoutMode,
     /// Give entries the tar's uid/gid (needs root); otherwise they belong to
     /// the caller. Defaults to whether the effective uid is 0.
@@ -84,6 +85,7 @@ pub struct ApplyStats {
     /// sha256 of the uncompressed stream, all of it (also what follows the
     /// end-of-archive marker), as the image config's `diff_ids` expects.
     pub diff_id: Digest,
+    /// Bytes of the uncompressed stream.
     pub uncompressed_size: u64,
     /// Compression detected from the blob's first bytes.
     pub compression: Compression,
@@ -296,6 +298,9 @@ fn normalize(name: &[u8]) -> Result<Vec<&[u8]>, NameError> {
     Ok(comps)
 }
 
+/// `(parent directory (dev, ino), name)` of entries a layer wrote.
+type WrittenSet = HashSet<((u64, u64), Vec<u8>)>;
+
 /// Mode and times of a directory, set once extraction is done.
 struct DirMeta {
     mode: u32,
@@ -310,7 +315,7 @@ struct Extractor<'o> {
     dirs: BTreeMap<Vec<u8>, DirMeta>,
     /// Delete mode: `(parent dir id, name)` of everything this layer wrote,
     /// which its own whiteouts and opaque markers must leave alone.
-    written: Option<HashSet<((u64, u64), Vec<u8>)>>,
+    written: Option<WrittenSet>,
 }
 
 fn apply_err<'a>(entry: &'a Entry, op: &'static str) -> impl FnOnce(io::Error) -> LayerError + 'a {
@@ -528,7 +533,8 @@ impl<'o> Extractor<'o> {
             .map_err(errno_err(e, "changing owner"))?;
         }
         if e.xattrs.iter().any(|(n, _)| !is_overlay_xattr(n)) {
-            let fd = sys::open_dir_at(parent.fd(), name).map_err(apply_err(e, "opening directory"))?;
+            let fd =
+                sys::open_dir_at(parent.fd(), name).map_err(apply_err(e, "opening directory"))?;
             self.set_xattrs(e, XattrTarget::Fd(fd.as_fd()), false)?;
         }
         self.dirs.insert(
@@ -582,7 +588,12 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
-    fn make_symlink(&mut self, e: &Entry, parent: &DirHandle, name: &[u8]) -> Result<(), LayerError> {
+    fn make_symlink(
+        &mut self,
+        e: &Entry,
+        parent: &DirHandle,
+        name: &[u8],
+    ) -> Result<(), LayerError> {
         if e.link.is_empty() {
             return Err(LayerError::MalformedEntry {
                 entry: e.display(),
@@ -661,7 +672,8 @@ impl<'o> Extractor<'o> {
             .map_err(errno_err(e, "changing mode"))?;
         }
         if e.xattrs.iter().any(|(n, _)| !is_overlay_xattr(n)) {
-            let path = sys::proc_path(parent.fd(), name).map_err(apply_err(e, "setting extended attribute"))?;
+            let path = sys::proc_path(parent.fd(), name)
+                .map_err(apply_err(e, "setting extended attribute"))?;
             self.set_xattrs(e, XattrTarget::Link(&path), symlink)?;
         }
         let t = mtime_of(e);
@@ -670,7 +682,12 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
-    fn make_hardlink(&mut self, e: &Entry, parent: &DirHandle, name: &[u8]) -> Result<(), LayerError> {
+    fn make_hardlink(
+        &mut self,
+        e: &Entry,
+        parent: &DirHandle,
+        name: &[u8],
+    ) -> Result<(), LayerError> {
         let bad = |reason: &'static str| LayerError::InvalidLink {
             entry: e.display(),
             target: display_name(&e.link),
@@ -685,10 +702,17 @@ impl<'o> Extractor<'o> {
         let Some((&tname, tparents)) = tcomps.split_last() else {
             return Err(bad("is the target directory itself"));
         };
-        let tparent = self.resolve(e, tparents, false)?;
+        let missing = |err: LayerError| match err {
+            LayerError::Apply { source, .. } if is_errno(&source, Errno::ENOENT) => {
+                bad("does not exist")
+            }
+            other => other,
+        };
+        let tparent = self.resolve(e, tparents, false).map_err(missing)?;
         self.create_replacing(e, parent, name, "creating hardlink", || {
             nix::unistd::linkat(tparent.fd(), tname, parent.fd(), name, AtFlags::empty())
-        })?;
+        })
+        .map_err(missing)?;
         self.note_written(parent, name)
     }
 
@@ -756,7 +780,10 @@ impl<'o> Extractor<'o> {
                 let fd = nix::fcntl::openat(handle.fd(), c".", O_DIR, Mode::empty())
                     .map_err(errno_err(e, "opening opaque directory"))?;
                 sys::set_xattr(XattrTarget::Fd(fd.as_fd()), b"trusted.overlay.opaque", b"y")
-                    .map_err(apply_err(e, "marking directory opaque (trusted.overlay.opaque)"))
+                    .map_err(apply_err(
+                        e,
+                        "marking directory opaque (trusted.overlay.opaque)",
+                    ))
             }
             WhiteoutMode::Delete => {
                 let handle = match self.resolve(e, dir, false) {
@@ -791,8 +818,14 @@ impl<'o> Extractor<'o> {
                 if !kept {
                     remove_all_at(fd.as_fd(), &name, self.root_user)?;
                 } else {
-                    let st = nix::sys::stat::fstatat(fd.as_fd(), name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
-                    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR {
+                    let st = nix::sys::stat::fstatat(
+                        fd.as_fd(),
+                        name.as_slice(),
+                        AtFlags::AT_SYMLINK_NOFOLLOW,
+                    )?;
+                    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+                        == SFlag::S_IFDIR
+                    {
                         keep_dirs.push(name);
                     }
                 }
@@ -804,7 +837,12 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
-    fn set_xattrs(&self, e: &Entry, target: XattrTarget<'_>, symlink: bool) -> Result<(), LayerError> {
+    fn set_xattrs(
+        &self,
+        e: &Entry,
+        target: XattrTarget<'_>,
+        symlink: bool,
+    ) -> Result<(), LayerError> {
         for (name, value) in &e.xattrs {
             // Overlay's bookkeeping must never come from an image: it would let
             // a layer redirect lookups or hide lower directories.
@@ -877,7 +915,9 @@ impl<'o> Extractor<'o> {
 fn ids(e: &Entry) -> Result<(Uid, Gid), LayerError> {
     // (uid_t)-1 means "leave unchanged" to chown: not a real id.
     match (u32::try_from(e.uid), u32::try_from(e.gid)) {
-        (Ok(u), Ok(g)) if u != u32::MAX && g != u32::MAX => Ok((Uid::from_raw(u), Gid::from_raw(g))),
+        (Ok(u), Ok(g)) if u != u32::MAX && g != u32::MAX => {
+            Ok((Uid::from_raw(u), Gid::from_raw(g)))
+        }
         _ => Err(LayerError::MalformedEntry {
             entry: e.display(),
             reason: format!("uid/gid {}:{} out of range", e.uid, e.gid),
@@ -912,7 +952,11 @@ fn resolve_error(e: &Entry, err: ResolveError) -> LayerError {
 /// Removes `name` in `parent`, emptying it first if it is a directory. Never
 /// follows a symlink: directories are entered with `O_NOFOLLOW` relative to
 /// their parent's descriptor. Iterative, so depth costs no stack.
-pub(crate) fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8], root_user: bool) -> io::Result<()> {
+pub(crate) fn remove_all_at(
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    root_user: bool,
+) -> io::Result<()> {
     match nix::unistd::unlinkat(parent, name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => return Ok(()),
         Err(Errno::EISDIR) => {}
@@ -942,7 +986,11 @@ pub(crate) fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8], root_user: bool
             return Ok(());
         };
         if let Some(child) = top.names.next() {
-            match nix::unistd::unlinkat(top.fd.as_fd(), child.as_slice(), UnlinkatFlags::NoRemoveDir) {
+            match nix::unistd::unlinkat(
+                top.fd.as_fd(),
+                child.as_slice(),
+                UnlinkatFlags::NoRemoveDir,
+            ) {
                 Ok(()) | Err(Errno::ENOENT) => {}
                 Err(Errno::EISDIR) => {
                     let level = open(top.fd.as_fd(), &child)?;
@@ -974,9 +1022,16 @@ mod tests {
     #[test]
     fn normalize_names() {
         let ok = |n: &[u8]| -> Vec<Vec<u8>> {
-            normalize(n).unwrap().into_iter().map(|c| c.to_vec()).collect()
+            normalize(n)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.to_vec())
+                .collect()
         };
-        assert_eq!(ok(b"./a//b/./c/"), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            ok(b"./a//b/./c/"),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
         assert_eq!(ok(b"a/../b"), vec![b"b".to_vec()]);
         assert!(ok(b"./").is_empty());
         assert!(ok(b".").is_empty());

@@ -188,9 +188,9 @@ pub fn compress_writer<W: Write>(
     let threads = super::effective_threads(threads);
     Ok(match c {
         Compression::None => CompressWriter::None(w),
-        Compression::Gzip => {
-            CompressWriter::Gzip(ParallelGzEncoder::new(w, level, threads).map_err(LayerError::Output)?)
-        }
+        Compression::Gzip => CompressWriter::Gzip(
+            ParallelGzEncoder::new(w, level, threads).map_err(LayerError::Output)?,
+        ),
         Compression::Zstd => {
             let mut enc =
                 zstd::stream::write::Encoder::new(w, level as i32).map_err(LayerError::Output)?;
@@ -263,7 +263,10 @@ mod tests {
     #[test]
     fn media_types() {
         for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
-            assert_eq!(Compression::from_media_type(c.oci_layer_media_type()), Some(c));
+            assert_eq!(
+                Compression::from_media_type(c.oci_layer_media_type()),
+                Some(c)
+            );
             assert!(c.oci_layer_media_type().ends_with(c.media_type_suffix()));
             assert_eq!(c.as_str().parse::<Compression>().unwrap(), c);
         }
@@ -280,7 +283,9 @@ mod tests {
 
     #[test]
     fn roundtrip_every_compression() {
-        let data: Vec<u8> = (0..700_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..700_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
             let mut w = compress_writer(Vec::new(), c, None, 3).unwrap();
             w.write_all(&data).unwrap();
@@ -295,7 +300,9 @@ mod tests {
 
     #[test]
     fn zstd_output_does_not_depend_on_threads() {
-        let data: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i / 7).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| (i / 7).to_le_bytes())
+            .collect();
         let blobs: Vec<Vec<u8>> = [1, 2, 4]
             .into_iter()
             .map(|t| {

@@ -93,7 +93,8 @@ pub(crate) struct LayerWriter<W: Write> {
 
 impl<W: Write> LayerWriter<W> {
     pub fn new(out: W, opts: &CreateOptions, root: &Path) -> Result<Self, LayerError> {
-        let hashed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, out), Algorithm::Sha256);
+        let hashed =
+            HashingWriter::new(BufWriter::with_capacity(256 * 1024, out), Algorithm::Sha256);
         let tar = compress_writer(hashed, opts.compression, opts.level, opts.threads)?;
         Ok(LayerWriter {
             tar,

@@ -58,7 +58,8 @@ pub fn write_diff_as_layer(
                 let (parent, name) = split_parent(&path);
                 let dir = parents.open(new, new_root.as_fd(), parent)?;
                 w.write_entry(dir, name, &path, &meta)?;
-                let child = sys::open_dir_at(dir, name).map_err(|e| source_err(new, &path, "opening directory", e))?;
+                let child = sys::open_dir_at(dir, name)
+                    .map_err(|e| source_err(new, &path, "opening directory", e))?;
                 let mut prefix = path;
                 prefix.push(b'/');
                 w.write_tree(child, prefix, TreeMode::Plain)?;
@@ -180,10 +181,14 @@ fn compute_changes(
         let Some((name, side)) = frame.items.next() else {
             let Some(done) = stack.pop() else { break };
             if let Some((slot, meta, changed)) = done.slot {
+                // Unchanged subdirectories give their slots back, so anything
+                // after this slot is a real change.
                 if changed || changes.len() > slot + 1 {
                     let mut path = done.prefix;
                     path.pop();
                     changes[slot] = Some(Change::Entry { path, meta });
+                } else {
+                    changes.truncate(slot);
                 }
             }
             continue;

@@ -61,13 +61,20 @@ impl DirHandle {
 #[derive(Debug)]
 pub(crate) enum ResolveError {
     /// `..` above the root, reached through the symlink at this lexical path.
-    SymlinkEscapes { symlink: Vec<u8> },
+    SymlinkEscapes {
+        symlink: Vec<u8>,
+    },
     TooManySymlinks,
     /// The component at this lexical path is neither a directory nor a symlink.
-    NotADirectory { component: Vec<u8> },
+    NotADirectory {
+        component: Vec<u8>,
+    },
     /// A component does not exist and `create` was false.
     NotFound,
-    Io { op: &'static str, source: io::Error },
+    Io {
+        op: &'static str,
+        source: io::Error,
+    },
 }
 
 type Stack = Vec<Rc<DirHandle>>;
@@ -119,7 +126,9 @@ impl Resolver {
         let mut links = 0usize;
         for i in common..comps.len() {
             let lexical = comps[..=i].join(&b'/');
-            step(&mut stack, comps[i], &lexical, create, &mut links, on_create)?;
+            step(
+                &mut stack, comps[i], &lexical, create, &mut links, on_create,
+            )?;
             self.cache.push((comps[i].to_vec(), stack.clone()));
         }
         match stack.last() {
@@ -165,7 +174,11 @@ fn step(
             }
             Err(Errno::ENOENT) if create && retries < 8 => {
                 retries += 1;
-                match nix::sys::stat::mkdirat(top.fd(), c.as_slice(), Mode::from_bits_truncate(0o755)) {
+                match nix::sys::stat::mkdirat(
+                    top.fd(),
+                    c.as_slice(),
+                    Mode::from_bits_truncate(0o755),
+                ) {
                     Ok(()) => on_create(&top, &c),
                     Err(Errno::EEXIST) => {}
                     Err(e) => {

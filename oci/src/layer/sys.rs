@@ -204,7 +204,10 @@ mod tests {
         }
         let fd = nix::fcntl::open(t.path(), O_DIR, Mode::empty()).unwrap();
         let names = list_dir(fd.as_fd()).unwrap();
-        assert_eq!(names, vec![b".x".to_vec(), b"B".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            names,
+            vec![b".x".to_vec(), b"B".to_vec(), b"a".to_vec(), b"b".to_vec()]
+        );
     }
 
     #[test]

@@ -529,7 +529,10 @@ fn parse_numeric(f: &[u8]) -> Result<i64, ()> {
 }
 
 fn parse_octal(f: &[u8]) -> Result<i64, ()> {
-    let start = f.iter().position(|&c| c != b' ' && c != 0).unwrap_or(f.len());
+    let start = f
+        .iter()
+        .position(|&c| c != b' ' && c != 0)
+        .unwrap_or(f.len());
     let rest = &f[start..];
     let end = rest
         .iter()
@@ -706,7 +709,7 @@ mod tests {
     fn reads_what_the_writer_writes() {
         let long = vec![b'd'; 300];
         let mut tar = entry_bytes(&long, Kind::Regular, b"hello", b"");
-        tar.extend(entry_bytes(b"l", Kind::Symlink, b"", &vec![b't'; 200]));
+        tar.extend(entry_bytes(b"l", Kind::Symlink, b"", &[b't'; 200]));
         tar.extend_from_slice(&[0u8; 1024]);
         let mut r = reader(&tar);
         let e = r.next_entry().unwrap().unwrap();
@@ -738,12 +741,12 @@ mod tests {
         assert_eq!(parse_numeric(b"\0\0\0\0"), Ok(0));
         assert_eq!(parse_numeric(b"0009"), Err(()));
         assert_eq!(parse_numeric(b"12 3"), Err(()));
-        assert_eq!(
-            parse_numeric(&[0x80, 0, 0, 0, 0, 0, 0, 1, 0]),
-            Ok(256)
-        );
+        assert_eq!(parse_numeric(&[0x80, 0, 0, 0, 0, 0, 0, 1, 0]), Ok(256));
         assert_eq!(parse_numeric(&[0xff; 8]), Ok(-1));
-        assert_eq!(parse_numeric(&[0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), Err(()));
+        assert_eq!(
+            parse_numeric(&[0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            Err(())
+        );
         assert_eq!(parse_pax_time(b"1.5"), Ok((1, 500_000_000)));
         assert_eq!(parse_pax_time(b"-1.25"), Ok((-2, 750_000_000)));
         assert!(parse_pax_time(b"1e5").is_err());
@@ -788,7 +791,10 @@ mod tests {
                 Err(e) => break e,
             }
         };
-        assert!(matches!(err, LayerError::Truncated { entry: Some(ref e), .. } if e == "file"), "{err}");
+        assert!(
+            matches!(err, LayerError::Truncated { entry: Some(ref e), .. } if e == "file"),
+            "{err}"
+        );
         // And mid-header.
         let mut r = reader(&tar[..300]);
         assert!(matches!(r.next_entry(), Err(LayerError::Truncated { .. })));

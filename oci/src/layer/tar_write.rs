@@ -156,8 +156,14 @@ pub(crate) fn encode_header(h: &Header<'_>, out: &mut Vec<u8>) -> Result<(), Enc
     let mut blk = [0u8; BLOCK];
     put_str(&mut blk[0..100], &to_ascii(h.name));
     put_octal(&mut blk[100..108], u64::from(h.mode & 0o7777));
-    put_octal(&mut blk[108..116], if h.uid > MAX_OCTAL_8 { 0 } else { h.uid });
-    put_octal(&mut blk[116..124], if h.gid > MAX_OCTAL_8 { 0 } else { h.gid });
+    put_octal(
+        &mut blk[108..116],
+        if h.uid > MAX_OCTAL_8 { 0 } else { h.uid },
+    );
+    put_octal(
+        &mut blk[116..124],
+        if h.gid > MAX_OCTAL_8 { 0 } else { h.gid },
+    );
     put_octal(
         &mut blk[124..136],
         if h.size > MAX_OCTAL_12 { 0 } else { h.size },
@@ -388,7 +394,10 @@ mod tests {
         let x = vec![(b"user.a=b".to_vec(), Vec::new())];
         let mut h = hdr(b"a", Kind::Regular);
         h.xattrs = &x;
-        assert!(matches!(encode_header(&h, &mut out), Err(EncodeError::XattrName(_))));
+        assert!(matches!(
+            encode_header(&h, &mut out),
+            Err(EncodeError::XattrName(_))
+        ));
     }
 
     #[test]
