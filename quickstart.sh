@@ -32,7 +32,13 @@ cargo build --release -p berth
 berth="$repo/target/release/berth"
 
 tmp=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+# A container's overlay is mounted under the store; unmount anything left
+# there before removing the temp dir.
+cleanup() {
+    grep -o " $tmp[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
 root="$tmp/root"
 export BERTH_ROOT="$root"
 
@@ -51,6 +57,15 @@ step "berth inspect busybox:latest"
 
 step "berth history busybox:latest"
 "$berth" --root "$root" history busybox:latest
+
+if [[ $(id -u) -eq 0 ]]; then
+    step "berth run --rm busybox:latest (a container with Docker's defaults)"
+    "$berth" --root "$root" run --rm --network none busybox:latest \
+        sh -c 'echo "hello from $(hostname), pid $$, as $(id -un)"'
+else
+    echo
+    echo "(not root: skipping berth run, which needs namespaces and overlayfs)"
+fi
 
 step "berth save -o busybox.docker.tar busybox:latest (docker format)"
 "$berth" --root "$root" save -o "$tmp/busybox.docker.tar" busybox:latest

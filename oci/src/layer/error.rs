@@ -58,7 +58,7 @@ pub enum LayerError {
     Truncated { offset: u64, entry: Option<String> },
 
     /// The compressed stream is corrupt or truncated.
-    #[error("decompressing {compression} layer: {source}")]
+    #[error("decompressing {compression} layer")]
     Decompress {
         compression: Compression,
         #[source]
@@ -66,7 +66,7 @@ pub enum LayerError {
     },
 
     /// A file system operation for an entry failed while applying a layer.
-    #[error("layer entry {entry:?}: {op}: {source}")]
+    #[error("layer entry {entry:?}: {op}")]
     Apply {
         entry: String,
         op: &'static str,
@@ -75,7 +75,7 @@ pub enum LayerError {
     },
 
     /// The target directory of `apply_layer` cannot be used.
-    #[error("layer target {}: {source}", .path.display())]
+    #[error("layer target {}", .path.display())]
     Target {
         path: PathBuf,
         #[source]
@@ -83,7 +83,7 @@ pub enum LayerError {
     },
 
     /// Reading a file of the tree being archived failed.
-    #[error("{}: {op}: {source}", .path.display())]
+    #[error("{}: {op}", .path.display())]
     Source {
         path: PathBuf,
         op: &'static str,
@@ -96,7 +96,7 @@ pub enum LayerError {
     UnsupportedSource { path: PathBuf, reason: String },
 
     /// Writing the layer blob failed.
-    #[error("writing layer: {0}")]
+    #[error("writing layer")]
     Output(#[source] io::Error),
 
     /// An option is out of range (compression level, ...).
