@@ -35,7 +35,10 @@ tmp=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
 # A container's overlay is mounted under the store; unmount anything left
 # there before removing the temp dir.
 cleanup() {
-    grep -o " $tmp[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    local m
+    for m in $(awk -v t="$tmp" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
