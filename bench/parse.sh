@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Parse throughput of berth's Dockerfile front end on a large generated
-# Dockerfile: prints the median MB/s of `berth dockerfile parse` (parse and
-# JSON printing) and of the parser alone (builder example `parse_only`).
+# Dockerfile: a table of the median MB/s, by wall time and by CPU time, of
+# `berth dockerfile parse` (parse and JSON printing) and of the parser alone
+# (builder example `parse_only`, in process).
+#
+# CPU time (user + system) is what the measured process itself used: other
+# builds competing for the cores lengthen the wall time but not that.
 #
 # Usage: bench/parse.sh [SIZE_MB] [ROUNDS]     (defaults: at least 24 MB, 5 rounds)
+# To measure other builds (say, before and after a change) under the same
+# conditions, name their binaries: BERTH=path PARSE_ONLY=path bench/parse.sh
 set -euo pipefail
 
 size_mb=${1:-24}
@@ -13,9 +19,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cd "$root"
-cargo build --release --quiet -p berth -p berth-builder --example parse_only
-berth="$root/target/release/berth"
-parse_only="$root/target/release/examples/parse_only"
+if [ -z "${BERTH:-}" ] || [ -z "${PARSE_ONLY:-}" ]; then
+    # `--bin berth` too: naming only the example would build only that.
+    cargo build --release --quiet -p berth --bin berth -p berth-builder --example parse_only
+fi
+berth=${BERTH:-$root/target/release/berth}
+parse_only=${PARSE_ONLY:-$root/target/release/examples/parse_only}
 
 # One block of realistic instructions: continuations with comments, flags,
 # heredocs, exec and shell forms, ENV pairs, ONBUILD.
@@ -56,20 +65,33 @@ while [ "$(stat -c %s "$work/Dockerfile")" -lt "$target" ]; do
     mv "$work/next" "$work/Dockerfile"
 done
 bytes=$(stat -c %s "$work/Dockerfile")
-echo "input: $bytes bytes, $(wc -l < "$work/Dockerfile") lines"
+echo "input: $bytes bytes, $(wc -l < "$work/Dockerfile") lines; $rounds rounds; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# Wall time of each round in seconds, via date(1) to stay dependency-free.
-times=()
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# The CLI, one process per round: wall, user and system seconds from bash's
+# `time`.
+TIMEFORMAT='%R %U %S'
+: > "$work/cli_times"
 for _ in $(seq "$rounds"); do
-    start=$(date +%s%N)
-    "$berth" dockerfile parse --compact "$work/Dockerfile" > /dev/null
-    end=$(date +%s%N)
-    times+=("$((end - start))")
+    { time "$berth" dockerfile parse --compact "$work/Dockerfile" > /dev/null; } 2>> "$work/cli_times"
 done
-median_ns=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-awk -v b="$bytes" -v ns="$median_ns" -v r="$rounds" 'BEGIN {
-    printf "berth dockerfile parse (parse + JSON to /dev/null): median %.3f s over %d rounds = %.1f MB/s\n", ns / 1e9, r, b / 1e6 / (ns / 1e9)
-}'
+cli_wall=$(awk '{print $1}' "$work/cli_times" | median)
+cli_cpu=$(awk '{print $2 + $3}' "$work/cli_times" | median)
 
-echo -n "parser only (examples/parse_only, in-process, $rounds rounds): "
-"$parse_only" "$work/Dockerfile" "$rounds"
+# The parser, in process: the example reports per-round medians itself.
+only=$("$parse_only" "$work/Dockerfile" "$rounds")
+field() { tr ' ' '\n' <<< "$only" | awk -F= -v k="$1" '$1 == k {print $2}'; }
+only_wall=$(field median_s)
+only_cpu=$(field median_cpu_s)
+
+awk -v b="$bytes" -v cw="$cli_wall" -v cc="$cli_cpu" -v ow="$only_wall" -v oc="${only_cpu:-}" 'BEGIN {
+    mb = b / 1e6
+    printf "%-54s %10s %8s %10s %8s\n", "path (medians)", "wall s", "MB/s", "CPU s", "MB/s"
+    printf "%-54s %10.3f %8.1f %10.3f %8.1f\n", "berth dockerfile parse --compact (parse + JSON)", cw, mb / cw, cc, mb / cc
+    if (oc == "") {
+        printf "%-54s %10.3f %8.1f %10s %8s\n", "parser only (examples/parse_only, in process)", ow, mb / ow, "n/a", "n/a"
+    } else {
+        printf "%-54s %10.3f %8.1f %10.3f %8.1f\n", "parser only (examples/parse_only, in process)", ow, mb / ow, oc, mb / oc
+    }
+}'

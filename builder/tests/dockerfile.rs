@@ -10,7 +10,7 @@ use berth_builder::dockerfile::stages::{
 };
 use berth_builder::dockerfile::{ast_json, lint, parse};
 
-fn df(src: &str) -> Dockerfile {
+fn df(src: &str) -> Dockerfile<'_> {
     parse(src, "Dockerfile").unwrap_or_else(|e| panic!("{e}\n---\n{src}"))
 }
 
@@ -20,7 +20,7 @@ fn err(src: &str) -> String {
         .to_string()
 }
 
-fn cmd(src: &str, n: usize) -> Command {
+fn cmd(src: &str, n: usize) -> Command<'_> {
     df(src).instructions[n].command.clone()
 }
 
@@ -56,7 +56,7 @@ fn continuation_with_comments_and_blank_lines_in_between() {
     };
     assert_eq!(
         run.command,
-        CommandLine::Shell("echo one     two   three".to_string())
+        CommandLine::Shell("echo one     two   three".into())
     );
     assert_eq!(d.instructions[1].start.line, 2);
     assert_eq!(d.instructions[1].end_line, 7);
@@ -188,8 +188,8 @@ fn run_flags_are_typed() {
     assert_eq!(run.devices[0].name, "vendor.com/gpu=all");
     assert_eq!(run.command, CommandLine::Shell("go build".into()));
     for ty in ["bind", "cache", "tmpfs", "ssh"] {
-        let Command::Run(r) = cmd(&format!("FROM a\nRUN --mount=type={ty},target=/x true"), 1)
-        else {
+        let src = format!("FROM a\nRUN --mount=type={ty},target=/x true");
+        let Command::Run(r) = cmd(&src, 1) else {
             panic!()
         };
         assert_eq!(r.mounts[0].mount_type.as_str(), ty);
@@ -462,7 +462,7 @@ fn env_and_label_pairs() {
     };
     let kv: Vec<(&str, &str)> = p
         .iter()
-        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .map(|p| (p.key.as_ref(), p.value.as_ref()))
         .collect();
     assert_eq!(
         kv,
@@ -477,7 +477,7 @@ fn env_and_label_pairs() {
         panic!()
     };
     assert_eq!(
-        (p[0].key.as_str(), p[0].value.as_str(), p[0].legacy),
+        (p[0].key.as_ref(), p[0].value.as_ref(), p[0].legacy),
         ("MY_NAME", "John Doe", true)
     );
     let Command::Label(p) = cmd(
@@ -514,11 +514,11 @@ fn arg_with_and_without_defaults() {
 
 // ---------- variable expansion and scoping ----------
 
-fn expanded_stage(
-    src: &str,
+fn expanded_stage<'src>(
+    src: &'src str,
     build_args: &[(&str, &str)],
     stage: usize,
-) -> (Vec<Instruction>, StageScope) {
+) -> (Vec<Instruction<'src>>, StageScope) {
     let d = df(src);
     let opts = BuildOptions {
         build_args: build_args
@@ -563,7 +563,7 @@ fn which_instructions_expand() {
         panic!()
     };
     assert_eq!(
-        (a.sources[0].clone(), a.dest.as_str()),
+        (a.sources[0].clone(), a.dest.as_ref()),
         (Source::Path("x.tgz".into()), "/data/")
     );
     let Command::Copy(c) = &out[2].command else {

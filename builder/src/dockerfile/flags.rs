@@ -3,12 +3,15 @@
 //! non-boolean values are errors), and the `parse_*` functions turn flag
 //! values into the typed structures of the AST.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use super::ast::{
     CacheSharing, Chmod, Device, Flag, MountType, NetworkMode, RunMount, SecurityMode,
 };
 use super::error::{ErrorKind, Position};
+use super::scan;
+use super::words::split_once_byte;
 use crate::suggest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,17 +22,10 @@ pub(crate) enum FlagKind {
     Strings,
 }
 
-/// The value of a flag that was given.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum FlagValue {
-    Bool(bool),
-    String(String, Position),
-    Strings(Vec<(String, Position)>),
-}
-
-/// The flags of one instruction, checked against what it accepts.
-pub(crate) struct FlagSet {
-    values: Vec<(&'static str, FlagValue)>,
+/// The flags of one instruction, checked against what it accepts. Lookups
+/// read the flags as given (validation left nothing to store).
+pub(crate) struct FlagSet<'f, 'src> {
+    flags: &'f [Flag<'src>],
 }
 
 /// A flag error before the instruction name and position are attached.
@@ -38,111 +34,94 @@ pub(crate) struct FlagError {
     pub kind: ErrorKind,
 }
 
-impl FlagSet {
+impl<'f, 'src> FlagSet<'f, 'src> {
     pub fn parse(
         instruction: &str,
-        flags: &[Flag],
+        flags: &'f [Flag<'src>],
         accepted: &[(&'static str, FlagKind)],
-    ) -> Result<FlagSet, FlagError> {
-        let mut values: Vec<(&'static str, FlagValue)> = Vec::new();
-        // Most instructions have no flags: skip the rest, allocation included.
-        if flags.is_empty() {
-            return Ok(FlagSet { values });
-        }
-        let instruction = &instruction.to_ascii_uppercase()[..];
-        for flag in flags {
+    ) -> Result<Self, FlagError> {
+        for (index, flag) in flags.iter().enumerate() {
             let err = |kind| FlagError {
                 position: flag.position,
                 kind,
             };
+            let instruction = || instruction.to_ascii_uppercase();
             let Some(&(name, kind)) = accepted.iter().find(|(n, _)| *n == flag.name) else {
                 let suggestion =
                     suggest::closest(&flag.name, accepted.iter().map(|(n, _)| *n), true);
                 return Err(err(ErrorKind::UnknownFlag {
-                    instruction: instruction.to_string(),
-                    flag: flag.name.clone(),
+                    instruction: instruction(),
+                    flag: flag.name.to_string(),
                     suggestion,
                 }));
             };
-            let existing = values.iter().position(|(n, _)| *n == name);
-            if existing.is_some() && kind != FlagKind::Strings {
+            let given_before = flags[..index].iter().any(|f| f.name == name);
+            if given_before && kind != FlagKind::Strings {
                 return Err(err(ErrorKind::DuplicateFlag {
-                    instruction: instruction.to_string(),
+                    instruction: instruction(),
                     flag: name.to_string(),
                 }));
             }
             let missing = || ErrorKind::MissingFlagValue {
-                instruction: instruction.to_string(),
+                instruction: instruction(),
                 flag: name.to_string(),
             };
-            match kind {
-                FlagKind::Bool => {
-                    let value = match flag.value.as_deref() {
-                        None => true,
-                        Some("") => return Err(err(missing())),
-                        Some(v) => match v.to_ascii_lowercase().as_str() {
-                            "true" => true,
-                            "false" => false,
-                            _ => {
-                                return Err(err(ErrorKind::InvalidFlagValue {
-                                    instruction: instruction.to_string(),
-                                    flag: name.to_string(),
-                                    value: v.to_string(),
-                                    reason: "expecting a boolean value".to_string(),
-                                }));
-                            }
-                        },
-                    };
-                    values.push((name, FlagValue::Bool(value)));
-                }
-                FlagKind::String => {
-                    let Some(v) = &flag.value else {
-                        return Err(err(missing()));
-                    };
-                    values.push((name, FlagValue::String(v.clone(), flag.position)));
-                }
-                FlagKind::Strings => {
-                    let Some(v) = &flag.value else {
-                        return Err(err(missing()));
-                    };
-                    match existing {
-                        Some(i) => {
-                            if let FlagValue::Strings(list) = &mut values[i].1 {
-                                list.push((v.clone(), flag.position));
-                            }
-                        }
-                        None => values
-                            .push((name, FlagValue::Strings(vec![(v.clone(), flag.position)]))),
+            match (kind, flag.value.as_deref()) {
+                (FlagKind::Bool, None) => {}
+                (FlagKind::Bool, Some("")) => return Err(err(missing())),
+                (FlagKind::Bool, Some(v)) => {
+                    if bool_value(v).is_none() {
+                        return Err(err(ErrorKind::InvalidFlagValue {
+                            instruction: instruction(),
+                            flag: name.to_string(),
+                            value: v.to_string(),
+                            reason: "expecting a boolean value".to_string(),
+                        }));
                     }
                 }
+                (FlagKind::String | FlagKind::Strings, None) => return Err(err(missing())),
+                (FlagKind::String | FlagKind::Strings, Some(_)) => {}
             }
         }
-        Ok(FlagSet { values })
+        Ok(FlagSet { flags })
     }
 
-    fn get(&self, name: &str) -> Option<&FlagValue> {
-        self.values.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    fn get(&self, name: &str) -> Option<&'f Flag<'src>> {
+        self.flags.iter().find(|f| f.name == name)
     }
 
+    /// A boolean flag: `--name` alone is true.
     pub fn bool(&self, name: &str) -> Option<bool> {
-        match self.get(name) {
-            Some(FlagValue::Bool(b)) => Some(*b),
-            _ => None,
+        let flag = self.get(name)?;
+        match flag.value.as_deref() {
+            None => Some(true),
+            Some(v) => bool_value(v),
         }
     }
 
-    pub fn string(&self, name: &str) -> Option<(String, Position)> {
-        match self.get(name) {
-            Some(FlagValue::String(s, p)) => Some((s.clone(), *p)),
-            _ => None,
-        }
+    /// A flag given once, with its value and position.
+    pub fn string(&self, name: &str) -> Option<(Cow<'src, str>, Position)> {
+        self.get(name)
+            .and_then(|f| Some((f.value.clone()?, f.position)))
     }
 
-    pub fn strings(&self, name: &str) -> Vec<(String, Position)> {
-        match self.get(name) {
-            Some(FlagValue::Strings(list)) => list.clone(),
-            _ => Vec::new(),
-        }
+    /// Every value of a flag that may be given several times, in order.
+    pub fn strings(&self, name: &str) -> impl Iterator<Item = (Cow<'src, str>, Position)> {
+        self.flags
+            .iter()
+            .filter(move |f| f.name == name)
+            .filter_map(|f| Some((f.value.clone()?, f.position)))
+    }
+}
+
+/// A boolean flag's value: `true` or `false` in any case.
+fn bool_value(value: &str) -> Option<bool> {
+    if value.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -156,52 +135,88 @@ fn holds_variable(value: &str) -> bool {
 /// Splits one CSV record the way Go's `encoding/csv` reads `--mount` and
 /// `--device` values: commas separate fields, a field may be wrapped in double
 /// quotes (with `""` for a quote inside), a bare quote inside an unquoted
-/// field is an error.
-pub(crate) fn split_csv(value: &str) -> Result<Vec<String>, ValueError> {
-    let mut fields = Vec::new();
-    let mut chars = value.chars().peekable();
+/// field is an error. Fields are borrowed from `value` unless they held `""`.
+pub(crate) fn split_csv(value: &str) -> Result<Vec<Cow<'_, str>>, ValueError> {
+    csv_fields(value).collect()
+}
+
+/// The fields of [`split_csv`] one by one; a syntax error is the last item.
+fn csv_fields(value: &str) -> impl Iterator<Item = Result<Cow<'_, str>, ValueError>> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let text = rest.take()?;
+        let Some(quoted) = text.strip_prefix('"') else {
+            return Some(match scan::find_either(text.as_bytes(), b',', b'"') {
+                None => Ok(Cow::Borrowed(text)),
+                Some(i) if text.as_bytes()[i] == b',' => {
+                    rest = Some(&text[i + 1..]);
+                    Ok(Cow::Borrowed(&text[..i]))
+                }
+                Some(_) => Err("bare \" in non-quoted-field".to_string()),
+            });
+        };
+        let (field, after) = match quoted_csv_field(quoted) {
+            Ok(read) => read,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(match after.strip_prefix(',') {
+            Some(next) => {
+                rest = Some(next);
+                Ok(field)
+            }
+            None if after.is_empty() => Ok(field),
+            None => Err("extraneous or missing \" in quoted-field".to_string()),
+        })
+    })
+}
+
+/// A quoted CSV field whose opening quote has been read: its value (`""`
+/// read as `"`) and the text after its closing quote.
+fn quoted_csv_field(text: &str) -> Result<(Cow<'_, str>, &str), ValueError> {
+    let mut unescaped: Option<String> = None;
+    let mut from = 0;
     loop {
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    None => return Err("extraneous or missing \" in quoted-field".to_string()),
-                    Some('"') => {
-                        if chars.peek() == Some(&'"') {
-                            chars.next();
-                            field.push('"');
-                        } else {
-                            break;
-                        }
-                    }
-                    Some(c) => field.push(c),
-                }
-            }
-            match chars.next() {
-                None => {
-                    fields.push(field);
-                    return Ok(fields);
-                }
-                Some(',') => fields.push(field),
-                Some(_) => return Err("extraneous or missing \" in quoted-field".to_string()),
-            }
-        } else {
-            loop {
-                match chars.next() {
-                    None => {
-                        fields.push(field);
-                        return Ok(fields);
-                    }
-                    Some(',') => {
-                        fields.push(field);
-                        break;
-                    }
-                    Some('"') => return Err("bare \" in non-quoted-field".to_string()),
-                    Some(c) => field.push(c),
-                }
-            }
+        let Some(quote) = text[from..].find('"').map(|i| from + i) else {
+            return Err("extraneous or missing \" in quoted-field".to_string());
+        };
+        if text[quote + 1..].starts_with('"') {
+            unescaped
+                .get_or_insert_with(String::new)
+                .push_str(&text[from..=quote]);
+            from = quote + 2;
+            continue;
         }
+        let field = match unescaped {
+            None => Cow::Borrowed(&text[..quote]),
+            Some(mut s) => {
+                s.push_str(&text[from..quote]);
+                Cow::Owned(s)
+            }
+        };
+        return Ok((field, &text[quote + 1..]));
+    }
+}
+
+/// `key=value` split at the first `=`; the value keeps the field's borrow.
+fn split_field<'f, 'a>(field: &'f Cow<'a, str>) -> (&'f str, Option<Cow<'a, str>>) {
+    match field {
+        Cow::Borrowed(f) => match split_once_byte(f, b'=') {
+            Some((k, v)) => (k, Some(Cow::Borrowed(v))),
+            None => (f, None),
+        },
+        Cow::Owned(f) => match split_once_byte(f, b'=') {
+            Some((k, v)) => (k, Some(Cow::Owned(v.to_string()))),
+            None => (f, None),
+        },
+    }
+}
+
+/// ASCII lower case, copying only when there is an upper-case letter.
+fn lower(text: &str) -> Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(text)
     }
 }
 
@@ -241,8 +256,7 @@ const MOUNT_KEYS: [&str; 18] = [
 
 /// Parses one `RUN --mount` value with BuildKit's rules. Values holding a `$`
 /// are stored as written and not validated; call again after expansion.
-pub fn parse_mount(spec: &str) -> Result<RunMount, ValueError> {
-    let fields = split_csv(spec).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+pub fn parse_mount(spec: &str) -> Result<RunMount<'_>, ValueError> {
     let mut m = RunMount {
         mount_type: MountType::Bind,
         from: None,
@@ -257,15 +271,17 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, ValueError> {
         gid: None,
         size: None,
         env: None,
-        spec: spec.to_string(),
+        spec: Cow::Borrowed(spec),
     };
-    // The type decides what other keys mean, so read it first, wherever it is.
-    for field in &fields {
-        if let Some((key, value)) = field.split_once('=')
+    // The type decides what other keys mean, so read it first, wherever it
+    // is. This pass also reports a malformed value before anything else.
+    for field in csv_fields(spec) {
+        let field = field.map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+        if let Some((key, value)) = split_once_byte(&field, b'=')
             && key.eq_ignore_ascii_case("type")
             && !holds_variable(value)
         {
-            m.mount_type = match value.to_ascii_lowercase().as_str() {
+            m.mount_type = match lower(value).as_ref() {
                 "bind" => MountType::Bind,
                 "cache" => MountType::Cache,
                 "tmpfs" => MountType::Tmpfs,
@@ -282,13 +298,12 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, ValueError> {
         }
     }
     let mut readonly_auto = true;
-    for field in &fields {
-        let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
-            None => (field.to_ascii_lowercase(), None),
-        };
+    // Every field was read without error above.
+    for field in csv_fields(spec).filter_map(Result::ok) {
+        let (key, value) = split_field(&field);
+        let key = lower(key);
         let Some(value) = value else {
-            match key.as_str() {
+            match key.as_ref() {
                 "readonly" | "ro" => {
                     m.readonly = true;
                     readonly_auto = false;
@@ -310,26 +325,26 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, ValueError> {
             }
             continue;
         };
-        if key == "from" && holds_variable(value) {
+        if key == "from" && holds_variable(&value) {
             return Err(
                 "'from' doesn't support variable expansion, define alias stage instead".to_string(),
             );
         }
-        let literal = !holds_variable(value);
-        match key.as_str() {
+        let literal = !holds_variable(&value);
+        match key.as_ref() {
             "type" => {}
-            "from" => m.from = Some(value.to_string()),
-            "source" | "src" => m.source = Some(value.to_string()),
-            "target" | "dst" | "destination" => m.target = Some(value.to_string()),
+            "from" => m.from = Some(value),
+            "source" | "src" => m.source = Some(value),
+            "target" | "dst" | "destination" => m.target = Some(value),
             "readonly" | "ro" => {
                 if literal {
-                    m.readonly = parse_bool(&key, value)?;
+                    m.readonly = parse_bool(&key, &value)?;
                 }
                 readonly_auto = false;
             }
             "readwrite" | "rw" => {
                 if literal {
-                    m.readonly = !parse_bool(&key, value)?;
+                    m.readonly = !parse_bool(&key, &value)?;
                 }
                 readonly_auto = false;
             }
@@ -341,21 +356,21 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, ValueError> {
                     ));
                 }
                 if literal {
-                    m.required = parse_bool(&key, value)?;
+                    m.required = parse_bool(&key, &value)?;
                 }
             }
-            "id" => m.id = Some(value.to_string()),
+            "id" => m.id = Some(value),
             "sharing" if literal => {
-                m.sharing = Some(match value.to_ascii_lowercase().as_str() {
+                m.sharing = Some(match lower(&value).as_ref() {
                     "shared" => CacheSharing::Shared,
                     "private" => CacheSharing::Private,
                     "locked" => CacheSharing::Locked,
                     _ => return Err(format!("unsupported sharing value {value:?}")),
                 });
             }
-            "mode" if literal => m.mode = Some(parse_uint(value, 8, "mode")?),
-            "uid" if literal => m.uid = Some(parse_uint(value, 10, "uid")?),
-            "gid" if literal => m.gid = Some(parse_uint(value, 10, "gid")?),
+            "mode" if literal => m.mode = Some(parse_uint(&value, 8, "mode")?),
+            "uid" if literal => m.uid = Some(parse_uint(&value, 10, "uid")?),
+            "gid" if literal => m.gid = Some(parse_uint(&value, 10, "gid")?),
             "sharing" | "mode" | "uid" | "gid" => {}
             "size" => {
                 if m.mount_type != MountType::Tmpfs {
@@ -364,7 +379,7 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, ValueError> {
                         m.mount_type.as_str()
                     ));
                 }
-                m.size = Some(value.to_string());
+                m.size = Some(value);
             }
             "env" => {
                 if m.mount_type != MountType::Secret {
@@ -373,7 +388,7 @@ pub fn parse_mount(spec: &str) -> Result<RunMount, ValueError> {
                         m.mount_type.as_str()
                     ));
                 }
-                m.env = Some(value.to_string());
+                m.env = Some(value);
             }
             _ => {
                 let hint = suggest::closest(&key, MOUNT_KEYS, true)
@@ -440,17 +455,20 @@ pub fn parse_security(value: &str) -> Result<SecurityMode, ValueError> {
 }
 
 /// `--device=name[,required[=bool]]` (CDI device names).
-pub fn parse_device(value: &str) -> Result<Device, ValueError> {
+pub fn parse_device(value: &str) -> Result<Device<'_>, ValueError> {
     let fields = split_csv(value).map_err(|e| format!("failed to parse csv device: {e}"))?;
     let mut device = Device {
-        name: String::new(),
+        name: Cow::Borrowed(""),
         required: false,
     };
     let mut fields = fields.into_iter();
     // The first field is the device name; CDI names may hold `=`
     // (`vendor.com/gpu=all`).
     if let Some(first) = fields.next() {
-        device.name = first.strip_prefix("name=").unwrap_or(&first).to_string();
+        device.name = match first {
+            Cow::Borrowed(f) => Cow::Borrowed(f.strip_prefix("name=").unwrap_or(f)),
+            Cow::Owned(f) => Cow::Owned(f.strip_prefix("name=").unwrap_or(&f).to_string()),
+        };
     }
     for field in fields {
         match field.split_once('=') {
@@ -466,9 +484,9 @@ pub fn parse_device(value: &str) -> Result<Device, ValueError> {
 }
 
 /// `--chmod`: octal up to 07777, or symbolic modes like `u+x,g-w,o=r`.
-pub fn parse_chmod(value: &str) -> Result<Chmod, ValueError> {
+pub fn parse_chmod(value: &str) -> Result<Chmod<'_>, ValueError> {
     if holds_variable(value) {
-        return Ok(Chmod::Unexpanded(value.to_string()));
+        return Ok(Chmod::Unexpanded(Cow::Borrowed(value)));
     }
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         return match u32::from_str_radix(value, 8) {
@@ -497,7 +515,7 @@ pub fn parse_chmod(value: &str) -> Result<Chmod, ValueError> {
         saw_op
     };
     if !value.is_empty() && value.split(',').all(clause_ok) {
-        Ok(Chmod::Symbolic(value.to_string()))
+        Ok(Chmod::Symbolic(Cow::Borrowed(value)))
     } else {
         Err(format!(
             "invalid chmod parameter: '{value}'. it should be octal string and between 0 and 07777, or a symbolic mode"
@@ -572,6 +590,77 @@ pub fn parse_health_interval(flag: &str, value: &str) -> Result<Option<Duration>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The char-by-char CSV reader `split_csv` replaced, as the reference.
+    mod reference {
+        pub fn split_csv(value: &str) -> Result<Vec<String>, String> {
+            let mut fields = Vec::new();
+            let mut chars = value.chars().peekable();
+            loop {
+                let mut field = String::new();
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    loop {
+                        match chars.next() {
+                            None => {
+                                return Err("extraneous or missing \" in quoted-field".to_string());
+                            }
+                            Some('"') => {
+                                if chars.peek() == Some(&'"') {
+                                    chars.next();
+                                    field.push('"');
+                                } else {
+                                    break;
+                                }
+                            }
+                            Some(c) => field.push(c),
+                        }
+                    }
+                    match chars.next() {
+                        None => {
+                            fields.push(field);
+                            return Ok(fields);
+                        }
+                        Some(',') => fields.push(field),
+                        Some(_) => {
+                            return Err("extraneous or missing \" in quoted-field".to_string());
+                        }
+                    }
+                } else {
+                    loop {
+                        match chars.next() {
+                            None => {
+                                fields.push(field);
+                                return Ok(fields);
+                            }
+                            Some(',') => {
+                                fields.push(field);
+                                break;
+                            }
+                            Some('"') => return Err("bare \" in non-quoted-field".to_string()),
+                            Some(c) => field.push(c),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        #[test]
+        fn csv_agrees_with_the_reference(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(&["a", "b=c", ",", "\"", "\"\"", "é", " ", "=", "x,y"][..]),
+                0..12,
+            )
+        ) {
+            let value = pieces.concat();
+            let got = split_csv(&value).map(|v| v.into_iter().map(|f| f.into_owned()).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(got, reference::split_csv(&value));
+        }
+    }
 
     #[test]
     fn mounts() {

@@ -7,46 +7,113 @@
 //!
 //! Each logical line keeps a map from its byte offsets back to source lines
 //! and columns, so that errors can point at the exact flag or argument.
+//!
+//! Nothing is copied unless it has to be: a logical line that is one physical
+//! line (most are) borrows the source, and a heredoc body, being whole source
+//! lines, always does. A line joined from several is a copy, but its
+//! segments remember where they came from, so that words parsed from it can
+//! be borrowed from the source again ([`LogicalLine::to_source`]).
+
+use std::borrow::Cow;
 
 use super::ast::Directive;
 use super::error::{DockerfileError, ErrorKind, Position};
+use super::scan;
+use super::words;
 
 /// A stretch of a logical line that came from one source line.
 #[derive(Debug, Clone, Copy)]
-struct Segment {
+struct Segment<'src> {
     /// Byte offset in the logical line.
     offset: usize,
+    /// The stretch as it is in the source.
+    text: &'src str,
     line: usize,
     /// Column (1-based, in chars) of the segment's first char.
     column: usize,
 }
 
+/// The byte offset of `part` in `whole` if `part` is a slice of it.
+fn offset_within(whole: &str, part: &str) -> Option<usize> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (start + part.len() <= whole.len()).then_some(start)
+}
+
 /// One instruction's text with continuations joined.
 #[derive(Debug, Clone)]
-pub(crate) struct LogicalLine {
-    pub text: String,
-    first: Segment,
-    more: Vec<Segment>,
+pub(crate) struct LogicalLine<'src> {
+    /// The whole source the line was read from.
+    source: &'src str,
+    /// Borrowed from the source unless continuation lines were joined.
+    pub text: Cow<'src, str>,
+    first: Segment<'src>,
+    more: Vec<Segment<'src>>,
+    /// The text is ASCII: columns are byte distances.
+    ascii: bool,
     pub end_line: usize,
     /// A blank line sat inside the continuation.
     pub had_empty_continuation: bool,
 }
 
-impl LogicalLine {
-    /// The source position of a byte offset in [`Self::text`].
-    pub fn position(&self, offset: usize) -> Position {
-        let offset = offset.min(self.text.len());
-        let seg = self
-            .more
+impl<'src> LogicalLine<'src> {
+    /// `part` with the source's lifetime: borrowed from the source when it
+    /// is a slice of it already, or a slice of [`Self::text`] within one
+    /// source line; copied otherwise (text that spans a joined continuation,
+    /// or that the parser rewrote).
+    pub fn to_source(&self, part: Cow<'_, str>) -> Cow<'src, str> {
+        let part = match part {
+            Cow::Owned(owned) => return Cow::Owned(owned),
+            Cow::Borrowed(part) => part,
+        };
+        if let Some(start) = offset_within(self.source, part)
+            && let Some(same) = self.source.get(start..start + part.len())
+        {
+            return Cow::Borrowed(same);
+        }
+        if let Some(start) = offset_within(&self.text, part) {
+            let seg = self.segment_at(start);
+            // The text is the segments joined: inside one, the same bytes
+            // are in the source.
+            let within = start - seg.offset;
+            if let Some(same) = seg.text.get(within..within + part.len()) {
+                return Cow::Borrowed(same);
+            }
+        }
+        Cow::Owned(part.to_string())
+    }
+
+    /// The text of all segments joined.
+    fn joined_text(&self, len: usize) -> String {
+        let mut joined = String::with_capacity(len);
+        joined.push_str(self.first.text);
+        for seg in &self.more {
+            joined.push_str(seg.text);
+        }
+        joined
+    }
+
+    /// The segment holding byte `offset` of the text.
+    fn segment_at(&self, offset: usize) -> Segment<'src> {
+        self.more
             .iter()
             .rev()
             .find(|s| s.offset <= offset)
-            .unwrap_or(&self.first);
+            .copied()
+            .unwrap_or(self.first)
+    }
+
+    /// The source position of a byte offset in [`Self::text`].
+    pub fn position(&self, offset: usize) -> Position {
+        let offset = offset.min(self.text.len());
+        let seg = self.segment_at(offset);
         let start = seg.offset.min(offset);
-        let chars = self
-            .text
-            .get(start..offset)
-            .map_or(0, |s| s.chars().count());
+        let chars = if self.ascii {
+            offset - start
+        } else {
+            self.text
+                .get(start..offset)
+                .map_or(0, |s| s.chars().count())
+        };
         Position::new(seg.line, seg.column + chars)
     }
 }
@@ -122,20 +189,30 @@ impl DirectiveReader {
     }
 }
 
+/// The line without its line ending (any `\r` and `\n` at its end).
 fn trim_newline(line: &str) -> &str {
-    line.trim_end_matches(['\r', '\n'])
+    let bytes = line.as_bytes();
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes[end - 1], b'\r' | b'\n') {
+        end -= 1;
+    }
+    &line[..end]
 }
 
 fn is_comment(line: &str) -> bool {
-    line.trim_start().starts_with('#')
+    words::trim_start(line).starts_with('#')
 }
 
 /// BuildKit's line-continuation test: the line ends with the escape
 /// character (spaces and tabs after it allowed) that is not itself escaped.
 /// Returns the line without it and whether the instruction ends here.
 fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
-    let trimmed = line.trim_end_matches([' ', '\t']);
-    let Some(before) = trimmed.strip_suffix(escape) else {
+    let bytes = line.as_bytes();
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    let Some(before) = line[..end].strip_suffix(escape) else {
         return (line, true);
     };
     if before.is_empty() {
@@ -148,20 +225,25 @@ fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
     (before, false)
 }
 
-/// The source, read line by line.
-pub(crate) struct Reader<'a> {
-    file: &'a str,
+/// The source (`'a`), read line by line; `file` is the name errors are
+/// reported under.
+pub(crate) struct Reader<'a, 'f> {
+    file: &'f str,
+    /// The source without its byte order mark.
+    source: &'a str,
     rest: &'a str,
     line_no: usize,
     pub escape: char,
     directives: DirectiveReader,
 }
 
-impl<'a> Reader<'a> {
-    pub fn new(source: &'a str, file: &'a str) -> Self {
+impl<'a, 'f> Reader<'a, 'f> {
+    pub fn new(source: &'a str, file: &'f str) -> Self {
+        let source = source.strip_prefix('\u{feff}').unwrap_or(source);
         Reader {
             file,
-            rest: source.strip_prefix('\u{feff}').unwrap_or(source),
+            source,
+            rest: source,
             line_no: 0,
             escape: '\\',
             directives: DirectiveReader::default(),
@@ -181,7 +263,7 @@ impl<'a> Reader<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        let end = memchr_newline(self.rest).map_or(self.rest.len(), |i| i + 1);
+        let end = scan::find_byte(self.rest.as_bytes(), b'\n').map_or(self.rest.len(), |i| i + 1);
         let (line, rest) = self.rest.split_at(end);
         self.rest = rest;
         self.line_no += 1;
@@ -210,14 +292,14 @@ impl<'a> Reader<'a> {
     }
 
     /// The next instruction's logical line, or `None` at the end.
-    pub fn next_logical(&mut self) -> Result<Option<LogicalLine>, DockerfileError> {
+    pub fn next_logical(&mut self) -> Result<Option<LogicalLine<'a>>, DockerfileError> {
         loop {
             let Some(raw) = self.next_physical() else {
                 return Ok(None);
             };
             let start_line = self.line_no;
             let no_newline = trim_newline(raw);
-            let token = no_newline.trim_start();
+            let token = words::trim_start(no_newline);
             self.check_directive(token)?;
             if token.starts_with('#') {
                 continue;
@@ -229,16 +311,22 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let mut logical = LogicalLine {
-                text: first.to_string(),
+                source: self.source,
+                text: Cow::Borrowed(first),
                 first: Segment {
                     offset: 0,
+                    text: first,
                     line: start_line,
                     column,
                 },
                 more: Vec::new(),
+                ascii: false,
                 end_line: start_line,
                 had_empty_continuation: false,
             };
+            // The length of the text with the continuation lines found so
+            // far; the text itself is joined once they are all known.
+            let mut joined_len = first.len();
             while !end_of_line {
                 let Some(raw) = self.next_physical() else {
                     break;
@@ -248,46 +336,48 @@ impl<'a> Reader<'a> {
                 if is_comment(raw) {
                     continue;
                 }
-                if token.trim_start().is_empty() {
+                if words::trim_start(token).is_empty() {
                     logical.had_empty_continuation = true;
                     continue;
                 }
                 let (part, eol) = trim_continuation(token, self.escape);
                 end_of_line = eol;
                 logical.more.push(Segment {
-                    offset: logical.text.len(),
+                    offset: joined_len,
+                    text: part,
                     line: self.line_no,
                     column: 1,
                 });
-                logical.text.push_str(part);
+                joined_len += part.len();
             }
+            if !logical.more.is_empty() {
+                logical.text = Cow::Owned(logical.joined_text(joined_len));
+            }
+            logical.ascii = logical.text.is_ascii();
             logical.end_line = self.line_no;
             return Ok(Some(logical));
         }
     }
 
     /// Reads a heredoc body up to its delimiter line. Returns the body (each
-    /// line with its ending) and its first line, or `None` if the file ended
-    /// first.
-    pub fn read_heredoc(&mut self, delimiter: &str, strip_tabs: bool) -> Option<(String, usize)> {
+    /// line with its ending: a slice of the source) and its first line, or
+    /// `None` if the file ended first.
+    pub fn read_heredoc(&mut self, delimiter: &str, strip_tabs: bool) -> Option<(&'a str, usize)> {
         let first = self.line_no + 1;
-        let mut body = String::new();
+        let body_start = self.rest;
+        let mut body_len = 0;
         while let Some(raw) = self.next_physical() {
             let mut candidate = trim_newline(raw);
             if strip_tabs {
                 candidate = candidate.trim_start_matches('\t');
             }
             if candidate == delimiter {
-                return Some((body, first));
+                return Some((&body_start[..body_len], first));
             }
-            body.push_str(raw);
+            body_len += raw.len();
         }
         None
     }
-}
-
-fn memchr_newline(s: &str) -> Option<usize> {
-    s.as_bytes().iter().position(|&b| b == b'\n')
 }
 
 #[cfg(test)]
@@ -298,7 +388,7 @@ mod tests {
         let mut r = Reader::new(src, "Dockerfile");
         let mut out = Vec::new();
         while let Some(l) = r.next_logical().unwrap() {
-            out.push(l.text);
+            out.push(l.text.into_owned());
         }
         out
     }
@@ -330,7 +420,7 @@ mod tests {
         let mut r = Reader::new(src, "Dockerfile");
         let mut texts = Vec::new();
         while let Some(l) = r.next_logical().unwrap() {
-            texts.push(l.text);
+            texts.push(l.text.into_owned());
         }
         assert_eq!(texts, ["FROM a", "RUN b  c"]);
         assert_eq!(r.escape, '`');
@@ -385,6 +475,26 @@ mod tests {
         assert_eq!(l.position(0), Position::new(1, 3));
         let off = l.text.find("--chwon").unwrap();
         assert_eq!(l.position(off), Position::new(2, 4));
+    }
+
+    #[test]
+    fn joined_lines_map_back_to_the_source() {
+        let src = "RUN a \\\n  # c\n  bb \\\n ccc";
+        let mut r = Reader::new(src, "Dockerfile");
+        let l = r.next_logical().unwrap().unwrap();
+        assert_eq!(l.text, "RUN a   bb  ccc");
+        let text: &str = &l.text;
+        let borrowed = |part: &str| matches!(l.to_source(Cow::Borrowed(part)), Cow::Borrowed(s) if s == part && offset_within(src, s).is_some());
+        // Within one source line: borrowed from the source.
+        assert!(borrowed(&text[0..5]));
+        assert!(borrowed(&text[8..10]));
+        assert!(borrowed(&text[12..15]));
+        // Across a join: copied, same text.
+        let across = l.to_source(Cow::Borrowed(&text[4..10]));
+        assert!(matches!(across, Cow::Owned(_)));
+        assert_eq!(across, "a   bb");
+        // Not from the line at all: copied.
+        assert!(matches!(l.to_source(Cow::Borrowed("RUN")), Cow::Owned(_)));
     }
 
     #[test]

@@ -283,7 +283,7 @@ fn check_instructions(df: &Dockerfile, linter: &mut Linter) {
                             ),
                         );
                     }
-                    if !stage_names.insert(name.clone()) {
+                    if !stage_names.insert(name.to_string()) {
                         linter.at(
                             DUPLICATE_STAGE_NAME,
                             instr,
@@ -356,7 +356,11 @@ fn looks_secret(name: &str) -> bool {
 
 /// CMD, ENTRYPOINT and HEALTHCHECK: only the last one of a stage counts,
 /// so the earlier one is reported.
-fn used_once<'a>(seen: &mut Option<&'a Instruction>, instr: &'a Instruction, linter: &mut Linter) {
+fn used_once<'a, 'src>(
+    seen: &mut Option<&'a Instruction<'src>>,
+    instr: &'a Instruction<'src>,
+    linter: &mut Linter,
+) {
     if let Some(prev) = seen.replace(instr) {
         let name: &str = &instr.keyword_as_written;
         linter.at(

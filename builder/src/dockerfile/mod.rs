@@ -4,7 +4,9 @@
 //! - [`parse`] reads a Dockerfile into a [`Dockerfile`]: parser directives
 //!   (`# syntax=`, `# escape=`, `# check=`), continuations, comments,
 //!   heredocs, exec vs shell form, and every instruction of the reference
-//!   with typed flags. Errors name file, line, column and instruction.
+//!   with typed flags. Errors name file, line, column and instruction. The
+//!   AST borrows its words from the source text (see [`ast`]);
+//!   `into_owned` detaches it.
 //! - [`expand`] is BuildKit's shell-word lexer (`$var`, `${var:-word}`,
 //!   `${var#pattern}`, `${var/pattern/repl}`, quotes, escapes).
 //! - [`stages`] builds the stage graph (`--target`, `COPY --from`, cycles,
@@ -69,6 +71,7 @@ mod heredoc;
 mod lexer;
 pub mod lint;
 mod parser;
+mod scan;
 pub mod stages;
 mod words;
 

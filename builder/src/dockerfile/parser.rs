@@ -3,25 +3,42 @@
 //! that instruction splits them, heredoc bodies attached), then every node is
 //! checked and typed. Errors of the first step therefore come before errors
 //! of the second, wherever they are in the file — as with BuildKit.
+//!
+//! Both steps work on the logical line's text with its own lifetime `'t`, and
+//! every word of the result borrows from it. For a line read from one source
+//! line, that text is the source itself, so the instruction borrows the
+//! source. A line joined from continuations is a copy; before it goes away,
+//! each word of its instruction is borrowed from the source again where it
+//! appears there unchanged, and copied where it does not (a word spanning a
+//! join).
+
+use std::borrow::Cow;
 
 use super::ast::{
     Add, ArgDecl, Command, CommandLine, Copy, Dockerfile, Flag, From, Healthcheck, Heredoc,
-    Instruction, KeyValue, Keyword, Run, Source,
+    Instruction, KeyValue, Keyword, Run, RunMount, Source,
 };
 use super::error::{DockerfileError, ErrorKind, Position};
 use super::flags::{self, FlagError, FlagKind, FlagSet};
 use super::heredoc;
 use super::lexer::{LogicalLine, Reader};
-use super::words::{self, JsonArgs};
+use super::scan;
+use super::words::{self, JsonArgs, push_exact};
 use crate::suggest;
 
-/// Parses a Dockerfile. `file` is the name errors are reported under.
-pub fn parse(source: &str, file: &str) -> Result<Dockerfile, DockerfileError> {
+/// Parses a Dockerfile. `file` is the name errors are reported under. The
+/// result borrows from `source`.
+pub fn parse<'src>(source: &'src str, file: &str) -> Result<Dockerfile<'src>, DockerfileError> {
     let mut reader = Reader::new(source, file);
-    // Instructions are large; reserving for a rough count (half the lines)
-    // saves most of the copying as the vector grows.
-    let lines = source.bytes().filter(|&b| b == b'\n').count();
-    let mut instructions = Vec::with_capacity(lines / 2 + 1);
+    // Instructions are large, and growing the vector copies all of them:
+    // reserve for the most there can be (one per line; memory not used is
+    // never touched) and give back the rest at the end.
+    let lines = scan::count_byte(source.as_bytes(), b'\n');
+    let mut instructions = Vec::new();
+    if instructions.try_reserve_exact(lines + 1).is_err() {
+        // The system refused that much address space: the vector grows as
+        // instructions come instead.
+    }
     let mut empty_continuation_lines = Vec::new();
     let mut any_line = false;
     let mut seen_from = false;
@@ -32,46 +49,36 @@ pub fn parse(source: &str, file: &str) -> Result<Dockerfile, DockerfileError> {
     let mut deferred: Option<DockerfileError> = None;
     while let Some(line) = reader.next_logical()? {
         any_line = true;
-        let escape = reader.escape;
-        let ctx = Ctx {
-            file,
-            line: &line,
-            escape,
-        };
-        let node = ctx.node(0, &line.text)?;
-        let mut heredocs = Vec::new();
-        if node.can_contain_heredoc() {
-            let markers = heredoc::markers_in_line(&line.text).map_err(|m| {
-                let kind = ErrorKind::Arguments(format!("{}: {m}", node.upper_name()));
-                ctx.error(node.keyword_pos, &node, kind)
-            })?;
-            for marker in markers {
-                let Some((body, body_line)) = reader.read_heredoc(&marker.name, marker.strip_tabs)
-                else {
-                    let kind = ErrorKind::UnterminatedHeredoc {
-                        instruction: node.upper_name(),
-                        name: marker.name.clone(),
-                    };
-                    return Err(ctx.error(node.keyword_pos, &node, kind));
-                };
-                heredocs.push(Heredoc {
-                    name: marker.name,
-                    body,
-                    expand: marker.expand,
-                    strip_tabs: marker.strip_tabs,
-                    fd: marker.fd,
-                    body_line,
-                });
-            }
-        }
         if line.had_empty_continuation {
             empty_continuation_lines.push(line.end_line);
         }
-        if deferred.is_some() {
-            continue;
-        }
-        let end_line = reader.line_no().max(line.end_line);
-        let mut instruction = match ctx.typed(&node, heredocs, end_line) {
+        let ctx = Ctx {
+            file,
+            line: &line,
+            escape: reader.escape,
+        };
+        // Both steps for the line. The instruction is large: it goes from
+        // `typed` into the list with as few moves as can be.
+        let typed = match &line.text {
+            &Cow::Borrowed(text) => {
+                let mut node = Node::empty();
+                ctx.first_step(text, &mut reader, &mut node)?;
+                if deferred.is_some() {
+                    continue;
+                }
+                ctx.typed(&mut node, ctx.end_line(&reader))
+            }
+            Cow::Owned(text) => {
+                let mut node = Node::empty();
+                ctx.first_step(text, &mut reader, &mut node)?;
+                if deferred.is_some() {
+                    continue;
+                }
+                ctx.typed(&mut node, ctx.end_line(&reader))
+                    .map(|i| i.map_text(&mut |t| line.to_source(t)))
+            }
+        };
+        let mut instruction = match typed {
             Ok(i) => i,
             Err(e) => {
                 deferred = Some(e);
@@ -82,17 +89,21 @@ pub fn parse(source: &str, file: &str) -> Result<Dockerfile, DockerfileError> {
             Keyword::From => seen_from = true,
             Keyword::Arg => {}
             _ if !seen_from => {
+                let written = &instruction.keyword_as_written;
                 let kind = ErrorKind::NoBuildStage {
-                    instruction: node.upper_name(),
+                    instruction: written.to_ascii_uppercase(),
                 };
-                deferred = Some(ctx.error(node.keyword_pos, &node, kind));
+                deferred = Some(DockerfileError::new(
+                    file,
+                    instruction.start,
+                    Some(written),
+                    kind,
+                ));
                 continue;
             }
             _ => {}
         }
-        // The top level owns its line and flags: move them instead of
-        // copying (a large share of the parse time otherwise).
-        instruction.flags = node.flags;
+        // The instruction takes the line itself: no copy.
         instruction.original = line.text;
         instructions.push(instruction);
     }
@@ -111,6 +122,7 @@ pub fn parse(source: &str, file: &str) -> Result<Dockerfile, DockerfileError> {
         let last = instructions.last().map_or(Position::new(1, 1), |i| i.start);
         return Err(DockerfileError::new(file, last, None, ErrorKind::NoStages));
     }
+    instructions.shrink_to_fit();
     Ok(Dockerfile {
         file: file.to_string(),
         escape: reader.escape,
@@ -120,45 +132,73 @@ pub fn parse(source: &str, file: &str) -> Result<Dockerfile, DockerfileError> {
     })
 }
 
-/// Parses a Dockerfile given as bytes; invalid UTF-8 is replaced with U+FFFD.
-pub fn parse_bytes(source: &[u8], file: &str) -> Result<Dockerfile, DockerfileError> {
+/// Parses a Dockerfile given as bytes; invalid UTF-8 is replaced with U+FFFD
+/// (the result is then owned, since it cannot borrow `source`).
+pub fn parse_bytes<'src>(
+    source: &'src [u8],
+    file: &str,
+) -> Result<Dockerfile<'src>, DockerfileError> {
     match std::str::from_utf8(source) {
         Ok(text) => parse(text, file),
-        Err(_) => parse(&String::from_utf8_lossy(source), file),
+        Err(_) => parse(&String::from_utf8_lossy(source), file).map(Dockerfile::into_owned),
     }
 }
 
 /// HEALTHCHECK's arguments: the type word and what follows it.
 #[derive(Debug)]
-struct HealthArgs {
-    kind: String,
-    rest: String,
+struct HealthArgs<'t> {
+    kind: &'t str,
+    rest: &'t str,
     rest_offset: usize,
-    exec: Option<Vec<String>>,
+    exec: Option<Vec<Cow<'t, str>>>,
 }
 
 /// The first step's result for one instruction; it borrows its text from
 /// the logical line.
 #[derive(Debug)]
-struct Node<'a> {
+struct Node<'t> {
     keyword: Option<Keyword>,
-    keyword_text: &'a str,
+    keyword_text: &'t str,
     keyword_pos: Position,
-    flags: Vec<Flag>,
+    flags: Vec<Flag<'t>>,
     /// The arguments after the flags, trimmed.
-    args: &'a str,
+    args: &'t str,
     /// Byte offset of `args` in the logical line.
     args_offset: usize,
+    /// The line from `args_offset` to its end, untrimmed: ONBUILD's nested
+    /// instruction keeps it as its `original`.
+    args_to_end: &'t str,
     /// Set when the arguments are a JSON array of strings.
-    exec: Option<Vec<String>>,
+    exec: Option<Vec<Cow<'t, str>>>,
     /// ENV and LABEL pairs.
-    pairs: Option<Vec<KeyValue>>,
-    health: Option<HealthArgs>,
+    pairs: Option<Vec<KeyValue<'t>>>,
+    health: Option<HealthArgs<'t>>,
     /// ONBUILD's instruction.
-    child: Option<Box<Node<'a>>>,
+    child: Option<Box<Node<'t>>>,
+    /// Here-documents, in the order their `<<WORD` appear.
+    heredocs: Vec<Heredoc<'t>>,
 }
 
 impl Node<'_> {
+    /// A node to be filled by [`Ctx::node`]. Nodes are large, so they are
+    /// filled where they stay rather than returned.
+    fn empty() -> Self {
+        Node {
+            keyword: None,
+            keyword_text: "",
+            keyword_pos: Position::default(),
+            flags: Vec::new(),
+            args: "",
+            args_offset: 0,
+            args_to_end: "",
+            exec: None,
+            pairs: None,
+            health: None,
+            child: None,
+            heredocs: Vec::new(),
+        }
+    }
+
     fn upper_name(&self) -> String {
         self.keyword_text.to_ascii_uppercase()
     }
@@ -177,13 +217,118 @@ impl Node<'_> {
     }
 }
 
-struct Ctx<'a> {
+/// `--name=value` (quotes already removed) as name and value, borrowed
+/// when the word is.
+fn split_flag(word: Cow<'_, str>) -> (Cow<'_, str>, Option<Cow<'_, str>>) {
+    match word {
+        Cow::Borrowed(w) => {
+            let body = w.strip_prefix("--").unwrap_or(w);
+            match words::split_once_byte(body, b'=') {
+                Some((n, v)) => (Cow::Borrowed(n), Some(Cow::Borrowed(v))),
+                None => (Cow::Borrowed(body), None),
+            }
+        }
+        Cow::Owned(w) => {
+            let body = w.strip_prefix("--").unwrap_or(&w);
+            match words::split_once_byte(body, b'=') {
+                Some((n, v)) => (Cow::Owned(n.to_string()), Some(Cow::Owned(v.to_string()))),
+                None => (Cow::Owned(body.to_string()), None),
+            }
+        }
+    }
+}
+
+/// `text` with surrounding whitespace removed, borrowed when it is.
+fn trim_cow(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(t) => Cow::Borrowed(t.trim()),
+        Cow::Owned(t) if t.trim().len() == t.len() => Cow::Owned(t),
+        Cow::Owned(t) => Cow::Owned(t.trim().to_string()),
+    }
+}
+
+/// ASCII lower case, copying only when there is an upper-case letter.
+fn lower_cow(text: Cow<'_, str>) -> Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        text
+    }
+}
+
+/// The name of the heredoc a COPY/ADD argument refers to (`<<NAME`), if it
+/// is one; borrowed when the argument is.
+fn heredoc_source<'t>(word: &Cow<'t, str>) -> Option<Cow<'t, str>> {
+    match word {
+        &Cow::Borrowed(w) => heredoc::parse_marker(w).ok().flatten().map(|m| m.name),
+        Cow::Owned(w) => heredoc::parse_marker(w)
+            .ok()
+            .flatten()
+            .map(|m| Cow::Owned(m.name.into_owned())),
+    }
+}
+
+/// The instruction's arguments as BuildKit's list parsers see them: the
+/// JSON array, or the words split at whitespace.
+fn list_args<'t>(exec: Option<Vec<Cow<'t, str>>>, args: &'t str) -> Vec<Cow<'t, str>> {
+    match exec {
+        Some(list) => list,
+        None if args.is_empty() => Vec::new(),
+        None => {
+            let words = words::split_whitespace(args);
+            let mut list = Vec::with_capacity(words.len());
+            list.extend(words.map(|(_, w)| Cow::Borrowed(w)));
+            list
+        }
+    }
+}
+
+/// COPY and ADD arguments as in [`list_args`], each a [`Source::Path`] for
+/// now (the last is the destination; heredoc sources are found later).
+fn path_args<'t>(exec: Option<Vec<Cow<'t, str>>>, args: &'t str) -> Vec<Source<'t>> {
+    match exec {
+        Some(list) => list.into_iter().map(Source::Path).collect(),
+        None if args.is_empty() => Vec::new(),
+        None => {
+            let words = words::split_whitespace(args);
+            let mut list = Vec::with_capacity(words.len());
+            list.extend(words.map(|(_, w)| Source::Path(Cow::Borrowed(w))));
+            list
+        }
+    }
+}
+
+/// The first `N` words of `args` split at whitespace (as [`list_args`]
+/// splits them), and how many words there are in all.
+fn first_words<const N: usize>(args: &str) -> ([&str; N], usize) {
+    let mut first = [""; N];
+    if args.is_empty() {
+        return (first, 0);
+    }
+    let mut count = 0;
+    for (_, word) in words::split_whitespace(args) {
+        if let Some(slot) = first.get_mut(count) {
+            *slot = word;
+        }
+        count += 1;
+    }
+    (first, count)
+}
+
+fn command_line<'t>(exec: Option<Vec<Cow<'t, str>>>, args: &'t str) -> CommandLine<'t> {
+    match exec {
+        Some(list) => CommandLine::Exec(list),
+        None => CommandLine::Shell(Cow::Borrowed(args)),
+    }
+}
+
+struct Ctx<'a, 'src> {
     file: &'a str,
-    line: &'a LogicalLine,
+    line: &'a LogicalLine<'src>,
     escape: char,
 }
 
-impl Ctx<'_> {
+impl<'src> Ctx<'_, 'src> {
     fn pos(&self, offset: usize) -> Position {
         self.line.position(offset)
     }
@@ -221,49 +366,97 @@ impl Ctx<'_> {
         self.error(position, node, kind)
     }
 
+    /// Step one for the logical line `text`: fills `node` (an
+    /// [empty](Node::empty) one), with the bodies of its heredocs (read from
+    /// `reader`).
+    fn first_step<'t>(
+        &self,
+        text: &'t str,
+        reader: &mut Reader<'src, '_>,
+        node: &mut Node<'t>,
+    ) -> Result<(), DockerfileError>
+    where
+        'src: 't,
+    {
+        self.node(0, text, node)?;
+        if node.can_contain_heredoc() {
+            let markers = heredoc::markers_in_line(text).map_err(|m| {
+                let kind = ErrorKind::Arguments(format!("{}: {m}", node.upper_name()));
+                self.error(node.keyword_pos, node, kind)
+            })?;
+            node.heredocs.reserve_exact(markers.len());
+            for marker in markers {
+                let Some((body, body_line)) = reader.read_heredoc(&marker.name, marker.strip_tabs)
+                else {
+                    let kind = ErrorKind::UnterminatedHeredoc {
+                        instruction: node.upper_name(),
+                        name: marker.name.into_owned(),
+                    };
+                    return Err(self.error(node.keyword_pos, node, kind));
+                };
+                node.heredocs.push(Heredoc {
+                    name: marker.name,
+                    body: Cow::Borrowed(body),
+                    expand: marker.expand,
+                    strip_tabs: marker.strip_tabs,
+                    fd: marker.fd,
+                    body_line,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The last line of the instruction just read, heredoc bodies included.
+    fn end_line(&self, reader: &Reader) -> usize {
+        reader.line_no().max(self.line.end_line)
+    }
+
     /// Step one: BuildKit's `newNodeFromLine` on `text`, which starts at
-    /// byte `base` of the logical line.
-    fn node<'t>(&self, base: usize, text: &'t str) -> Result<Node<'t>, DockerfileError> {
-        let lead = text.len() - text.trim_start().len();
-        let trimmed = text.trim();
+    /// byte `base` of the logical line; fills `node` (an empty one).
+    fn node<'t>(
+        &self,
+        base: usize,
+        text: &'t str,
+        node: &mut Node<'t>,
+    ) -> Result<(), DockerfileError> {
+        let trimmed_start = words::trim_start(text);
+        let lead = text.len() - trimmed_start.len();
+        let trimmed = words::trim_end(trimmed_start);
         let start = base + lead;
         let (command, rest_offset) = words::split_command_word(trimmed);
-        let mut flags = Vec::new();
         let mut args_offset = start + trimmed.len();
         if let Some(rest_offset) = rest_offset {
             let rest = &trimmed[rest_offset..];
-            let (raw_flags, args_start) = words::extract_flags(rest);
-            for raw in raw_flags {
-                let body = raw.word.strip_prefix("--").unwrap_or(&raw.word);
-                let (name, value) = match body.split_once('=') {
-                    Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                    None => (body.to_string(), None),
-                };
-                flags.push(Flag {
-                    name,
-                    value,
-                    position: self.pos(start + rest_offset + raw.offset),
-                });
+            let mut flag_words = words::flag_words(rest);
+            for (word, offset) in flag_words.by_ref() {
+                let (name, value) = split_flag(word);
+                let position = self.pos(start + rest_offset + offset);
+                push_exact(
+                    &mut node.flags,
+                    Flag {
+                        name,
+                        value,
+                        position,
+                    },
+                );
             }
+            let args_start = flag_words.args_start();
             let args_text = &rest[args_start..];
-            args_offset =
-                start + rest_offset + args_start + (args_text.len() - args_text.trim_start().len());
+            args_offset = start
+                + rest_offset
+                + args_start
+                + (args_text.len() - words::trim_start(args_text).len());
         }
         // `text` always runs to the end of the logical line, so the arguments
         // are everything from `args_offset` on.
-        let args = text.get(args_offset - base..).unwrap_or("").trim();
-        let mut node = Node {
-            keyword: Keyword::parse(command),
-            keyword_text: command,
-            keyword_pos: self.pos(start),
-            flags,
-            args,
-            args_offset,
-            exec: None,
-            pairs: None,
-            health: None,
-            child: None,
-        };
+        let args_to_end = text.get(args_offset - base..).unwrap_or("");
+        node.keyword = Keyword::parse(command);
+        node.keyword_text = command;
+        node.keyword_pos = self.pos(start);
+        node.args = words::trim(args_to_end);
+        node.args_offset = args_offset;
+        node.args_to_end = args_to_end;
         let not_strings = |node: &Node| {
             let kind = ErrorKind::JsonNotStrings {
                 instruction: node.upper_name(),
@@ -281,17 +474,14 @@ impl Ctx<'_> {
                 | Keyword::Volume,
             ) if !node.args.is_empty() => match words::parse_json_array(node.args) {
                 JsonArgs::Strings(list) => node.exec = Some(list),
-                JsonArgs::NotStrings => return Err(not_strings(&node)),
+                JsonArgs::NotStrings => return Err(not_strings(node)),
                 JsonArgs::NotJson => {}
             },
             Some(Keyword::Env | Keyword::Label) => {
-                node.pairs = self.name_values(&node)?;
+                node.pairs = self.name_values(node)?;
             }
             Some(Keyword::Healthcheck) if !node.args.is_empty() => {
-                let kind_len = node
-                    .args
-                    .find(char::is_whitespace)
-                    .unwrap_or(node.args.len());
+                let kind_len = words::find_space_or(node.args, 0, [b' '; 3]);
                 let rest = node.args[kind_len..].trim_start();
                 let rest_offset = node.args_offset + (node.args.len() - rest.len());
                 let exec = if rest.is_empty() {
@@ -299,51 +489,56 @@ impl Ctx<'_> {
                 } else {
                     match words::parse_json_array(rest) {
                         JsonArgs::Strings(list) => Some(list),
-                        JsonArgs::NotStrings => return Err(not_strings(&node)),
+                        JsonArgs::NotStrings => return Err(not_strings(node)),
                         JsonArgs::NotJson => None,
                     }
                 };
                 node.health = Some(HealthArgs {
-                    kind: node.args[..kind_len].to_string(),
-                    rest: rest.to_string(),
+                    kind: &node.args[..kind_len],
+                    rest,
                     rest_offset,
                     exec,
                 });
             }
             Some(Keyword::Onbuild) if !node.args.is_empty() => {
-                let child = self.node(node.args_offset, &text[node.args_offset - base..])?;
-                node.child = Some(Box::new(child));
+                let mut child = Box::new(Node::empty());
+                self.node(node.args_offset, node.args_to_end, &mut child)?;
+                node.child = Some(child);
             }
             _ => {}
         }
-        Ok(node)
+        Ok(())
     }
 
     /// BuildKit's `parseNameVal` for ENV and LABEL: `k=v` words (quotes kept
     /// for the expander), or the legacy `KEY value` form.
-    fn name_values(&self, node: &Node) -> Result<Option<Vec<KeyValue>>, DockerfileError> {
-        let words = words::parse_words(node.args, self.escape);
-        let Some(first) = words.first() else {
+    fn name_values<'t>(
+        &self,
+        node: &Node<'t>,
+    ) -> Result<Option<Vec<KeyValue<'t>>>, DockerfileError> {
+        let args = node.args;
+        let mut words = words::parse_words(args, self.escape).peekable();
+        let Some(first) = words.peek() else {
             return Ok(None);
         };
         if !first.contains('=') {
-            let parts = words::split_whitespace(node.args);
-            if parts.len() < 2 {
+            let mut parts = words::split_whitespace(args);
+            let (Some((_, key)), Some((value_offset, _))) = (parts.next(), parts.next()) else {
                 return Err(self.args_error(
                     node,
                     format!("{} must have two arguments", node.upper_name()),
                 ));
-            }
-            let (value_offset, _) = parts[1];
+            };
             return Ok(Some(vec![KeyValue {
-                key: parts[0].1.to_string(),
-                value: node.args[value_offset..].to_string(),
+                key: Cow::Borrowed(key),
+                value: Cow::Borrowed(&args[value_offset..]),
                 legacy: true,
             }]));
         }
-        let mut pairs = Vec::with_capacity(words.len());
+        // The AST keeps the list: make room for exactly its words.
+        let mut pairs = Vec::with_capacity(words.clone().count());
         for word in words {
-            let Some((key, value)) = word.split_once('=') else {
+            let Some((key, value)) = words::split_once_byte(word, b'=') else {
                 return Err(self.args_error(
                     node,
                     format!(
@@ -353,51 +548,31 @@ impl Ctx<'_> {
                 ));
             };
             pairs.push(KeyValue {
-                key: key.to_string(),
-                value: value.to_string(),
+                key: Cow::Borrowed(key),
+                value: Cow::Borrowed(value),
                 legacy: false,
             });
         }
         Ok(Some(pairs))
     }
 
-    /// The instruction's arguments as BuildKit's list parsers see them: the
-    /// JSON array, or the words split at whitespace.
-    fn list_args(&self, node: &Node) -> Vec<String> {
-        match &node.exec {
-            Some(list) => list.clone(),
-            None if node.args.is_empty() => Vec::new(),
-            None => words::split_whitespace(node.args)
-                .into_iter()
-                .map(|(_, w)| w.to_string())
-                .collect(),
-        }
-    }
-
-    fn command_line(node: &Node) -> CommandLine {
-        match &node.exec {
-            Some(list) => CommandLine::Exec(list.clone()),
-            None => CommandLine::Shell(node.args.to_string()),
-        }
-    }
-
-    fn flag_set(
+    fn flag_set<'f, 't>(
         &self,
-        node: &Node,
+        node: &'f Node<'t>,
         accepted: &[(&'static str, FlagKind)],
-    ) -> Result<FlagSet, DockerfileError> {
+    ) -> Result<FlagSet<'f, 't>, DockerfileError> {
         FlagSet::parse(node.keyword_text, &node.flags, accepted)
             .map_err(|e| self.flag_error(node, e))
     }
 
-    fn exactly_one(&self, node: &Node) -> Result<String, DockerfileError> {
+    fn exactly_one<'t>(&self, node: &Node<'t>) -> Result<Cow<'t, str>, DockerfileError> {
         if node.args.is_empty() {
             return Err(self.args_error(
                 node,
                 format!("{} requires exactly one argument", node.upper_name()),
             ));
         }
-        Ok(node.args.to_string())
+        Ok(Cow::Borrowed(node.args))
     }
 
     fn at_least_one(&self, node: &Node) -> DockerfileError {
@@ -407,13 +582,13 @@ impl Ctx<'_> {
         )
     }
 
-    /// Step two: checks and types one node.
-    fn typed(
+    /// Step two: checks and types one node; takes its flags, arguments and
+    /// heredocs.
+    fn typed<'t>(
         &self,
-        node: &Node,
-        heredocs: Vec<Heredoc>,
+        node: &mut Node<'t>,
         end_line: usize,
-    ) -> Result<Instruction, DockerfileError> {
+    ) -> Result<Instruction<'t>, DockerfileError> {
         let Some(keyword) = node.keyword else {
             let upper = node.upper_name();
             let suggestion =
@@ -425,47 +600,55 @@ impl Ctx<'_> {
             };
             return Err(self.error(node.keyword_pos, node, kind));
         };
+        let heredocs = std::mem::take(&mut node.heredocs);
         let command = self.command(keyword, node, &heredocs, end_line)?;
         Ok(Instruction {
             keyword,
-            keyword_as_written: keyword.spelling(node.keyword_text),
+            keyword_as_written: Cow::Borrowed(node.keyword_text),
             start: node.keyword_pos,
             end_line,
-            // Filled in by the caller, which owns them (see `parse`).
-            flags: Vec::new(),
+            flags: std::mem::take(&mut node.flags),
             args_position: self.pos(node.args_offset),
             command,
             heredocs,
-            original: String::new(),
+            // The whole logical line: set by the caller, which owns it (see
+            // `parse`); ONBUILD's nested instruction sets its own.
+            original: Cow::Borrowed(""),
         })
     }
 
-    fn command(
+    /// The typed command of `node`; takes the arguments out of it.
+    fn command<'t>(
         &self,
         keyword: Keyword,
-        node: &Node,
-        heredocs: &[Heredoc],
+        node: &mut Node<'t>,
+        heredocs: &[Heredoc<'t>],
         end_line: usize,
-    ) -> Result<Command, DockerfileError> {
+    ) -> Result<Command<'t>, DockerfileError> {
         use FlagKind::{Bool, String as Str, Strings};
+        let exec_form = node.exec.is_some();
         Ok(match keyword {
             Keyword::From => {
-                let args = self.list_args(node);
-                let (stage_name, stage_name_as_written, as_keyword) = if args.len() == 3
-                    && args[1].eq_ignore_ascii_case("as")
+                // FROM never takes the JSON form: its arguments are words.
+                let ([image, as_keyword, name], count) = first_words::<3>(node.args);
+                let (stage_name, stage_name_as_written, as_keyword) = if count == 3
+                    && as_keyword.eq_ignore_ascii_case("as")
                 {
-                    let name = args[2].to_ascii_lowercase();
-                    if !valid_stage_name(&name) {
+                    let lower = lower_cow(Cow::Borrowed(name));
+                    if !valid_stage_name(&lower) {
                         return Err(self.args_error(
                                 node,
                                 format!(
-                                    "FROM: invalid name for build stage: {:?}, name can't start with a number or contain symbols",
-                                    args[2]
+                                    "FROM: invalid name for build stage: {name:?}, name can't start with a number or contain symbols",
                                 ),
                             ));
                     }
-                    (Some(name), Some(args[2].clone()), Some(args[1].clone()))
-                } else if args.len() != 1 {
+                    (
+                        Some(lower),
+                        Some(Cow::Borrowed(name)),
+                        Some(Cow::Borrowed(as_keyword)),
+                    )
+                } else if count != 1 {
                     return Err(self.args_error(
                         node,
                         "FROM requires either one or three arguments".to_string(),
@@ -475,7 +658,7 @@ impl Ctx<'_> {
                 };
                 let flags = self.flag_set(node, &[("platform", Str)])?;
                 Command::From(From {
-                    image: args[0].clone(),
+                    image: Cow::Borrowed(image),
                     stage_name,
                     stage_name_as_written,
                     as_keyword,
@@ -492,11 +675,15 @@ impl Ctx<'_> {
                         ("device", Strings),
                     ],
                 )?;
-                let mut mounts = Vec::new();
+                let mut mounts = Vec::with_capacity(flags.strings("mount").count());
                 for (spec, pos) in flags.strings("mount") {
-                    let mount = flags::parse_mount(&spec)
-                        .map_err(|r| self.flag_value_error(node, "mount", &spec, pos, r))?;
-                    mounts.push(mount);
+                    let mount = match &spec {
+                        &Cow::Borrowed(s) => flags::parse_mount(s),
+                        Cow::Owned(s) => flags::parse_mount(s).map(RunMount::into_owned),
+                    };
+                    mounts.push(
+                        mount.map_err(|r| self.flag_value_error(node, "mount", &spec, pos, r))?,
+                    );
                 }
                 let network = match flags.string("network") {
                     Some((v, pos)) => Some(
@@ -512,15 +699,18 @@ impl Ctx<'_> {
                     ),
                     None => None,
                 };
-                let mut devices = Vec::new();
+                let mut devices = Vec::with_capacity(flags.strings("device").count());
                 for (v, pos) in flags.strings("device") {
+                    let device = match &v {
+                        &Cow::Borrowed(s) => flags::parse_device(s),
+                        Cow::Owned(s) => flags::parse_device(s).map(|d| d.into_owned()),
+                    };
                     devices.push(
-                        flags::parse_device(&v)
-                            .map_err(|r| self.flag_value_error(node, "device", &v, pos, r))?,
+                        device.map_err(|r| self.flag_value_error(node, "device", &v, pos, r))?,
                     );
                 }
                 Command::Run(Run {
-                    command: Self::command_line(node),
+                    command: command_line(node.exec.take(), node.args),
                     mounts,
                     network,
                     security,
@@ -529,16 +719,16 @@ impl Ctx<'_> {
             }
             Keyword::Cmd => {
                 self.flag_set(node, &[])?;
-                Command::Cmd(Self::command_line(node))
+                Command::Cmd(command_line(node.exec.take(), node.args))
             }
             Keyword::Entrypoint => {
                 self.flag_set(node, &[])?;
-                Command::Entrypoint(Self::command_line(node))
+                Command::Entrypoint(command_line(node.exec.take(), node.args))
             }
             Keyword::Shell => {
                 self.flag_set(node, &[])?;
-                match &node.exec {
-                    Some(list) if !list.is_empty() => Command::Shell(list.clone()),
+                match node.exec.take() {
+                    Some(list) if !list.is_empty() => Command::Shell(list),
                     Some(_) => return Err(self.at_least_one(node)),
                     None if node.args.is_empty() => return Err(self.at_least_one(node)),
                     None => {
@@ -551,7 +741,7 @@ impl Ctx<'_> {
             }
             Keyword::Env | Keyword::Label => {
                 self.flag_set(node, &[])?;
-                let Some(pairs) = &node.pairs else {
+                let Some(pairs) = node.pairs.take() else {
                     return Err(self.at_least_one(node));
                 };
                 if pairs.iter().any(|p| p.key.is_empty()) {
@@ -561,9 +751,9 @@ impl Ctx<'_> {
                     ));
                 }
                 if keyword == Keyword::Env {
-                    Command::Env(pairs.clone())
+                    Command::Env(pairs)
                 } else {
-                    Command::Label(pairs.clone())
+                    Command::Label(pairs)
                 }
             }
             Keyword::Maintainer => {
@@ -572,7 +762,7 @@ impl Ctx<'_> {
                 Command::Maintainer(who)
             }
             Keyword::Expose => {
-                let ports = self.list_args(node);
+                let ports = list_args(node.exec.take(), node.args);
                 if ports.is_empty() {
                     return Err(self.at_least_one(node));
                 }
@@ -580,7 +770,7 @@ impl Ctx<'_> {
                 Command::Expose(ports)
             }
             Keyword::Copy => {
-                let args = self.list_args(node);
+                let args = path_args(node.exec.take(), node.args);
                 if args.len() < 2 {
                     return Err(self.no_destination(node));
                 }
@@ -595,25 +785,21 @@ impl Ctx<'_> {
                         ("link", Bool),
                     ],
                 )?;
-                let (sources, dest) = self.sources_and_dest(node, &args)?;
+                let (sources, dest) = self.sources_and_dest(node, args)?;
                 Command::Copy(Copy {
                     sources,
                     dest,
-                    exec_form: node.exec.is_some(),
+                    exec_form,
                     from: flags.string("from").map(|(v, _)| v),
                     chown: flags.string("chown").map(|(v, _)| v),
                     chmod: self.chmod(node, &flags)?,
                     link: flags.bool("link").unwrap_or(false),
                     parents: flags.bool("parents").unwrap_or(false),
-                    exclude: flags
-                        .strings("exclude")
-                        .into_iter()
-                        .map(|(v, _)| v)
-                        .collect(),
+                    exclude: flags.strings("exclude").map(|(v, _)| v).collect(),
                 })
             }
             Keyword::Add => {
-                let args = self.list_args(node);
+                let args = path_args(node.exec.take(), node.args);
                 if args.len() < 2 {
                     return Err(self.no_destination(node));
                 }
@@ -629,44 +815,40 @@ impl Ctx<'_> {
                         ("unpack", Bool),
                     ],
                 )?;
-                let (sources, dest) = self.sources_and_dest(node, &args)?;
+                let (sources, dest) = self.sources_and_dest(node, args)?;
                 Command::Add(Add {
                     sources,
                     dest,
-                    exec_form: node.exec.is_some(),
+                    exec_form,
                     chown: flags.string("chown").map(|(v, _)| v),
                     chmod: self.chmod(node, &flags)?,
                     link: flags.bool("link").unwrap_or(false),
                     keep_git_dir: flags.bool("keep-git-dir").unwrap_or(false),
                     checksum: flags.string("checksum").map(|(v, _)| v),
                     unpack: flags.bool("unpack"),
-                    exclude: flags
-                        .strings("exclude")
-                        .into_iter()
-                        .map(|(v, _)| v)
-                        .collect(),
+                    exclude: flags.strings("exclude").map(|(v, _)| v).collect(),
                 })
             }
             Keyword::Volume => {
-                let paths = self.list_args(node);
+                let paths = list_args(node.exec.take(), node.args);
                 if paths.is_empty() {
                     return Err(self.at_least_one(node));
                 }
                 self.flag_set(node, &[])?;
                 let mut trimmed = Vec::with_capacity(paths.len());
                 for p in paths {
-                    let t = p.trim();
+                    let t = trim_cow(p);
                     if t.is_empty() {
                         return Err(self.args_error(
                             node,
                             "VOLUME specified can not be an empty string".to_string(),
                         ));
                     }
-                    trimmed.push(t.to_string());
+                    trimmed.push(t);
                 }
                 Command::Volume {
                     paths: trimmed,
-                    exec_form: node.exec.is_some(),
+                    exec_form,
                 }
             }
             Keyword::User => {
@@ -684,25 +866,26 @@ impl Ctx<'_> {
                 Command::StopSignal(self.exactly_one(node)?)
             }
             Keyword::Arg => {
-                let names = words::parse_words(node.args, self.escape);
-                if names.is_empty() {
+                let mut names = words::parse_words(node.args, self.escape).peekable();
+                if names.peek().is_none() {
                     return Err(self.at_least_one(node));
                 }
                 self.flag_set(node, &[])?;
-                let mut decls = Vec::with_capacity(names.len());
+                // The AST keeps the list: make room for exactly its names.
+                let mut decls = Vec::with_capacity(names.clone().count());
                 for word in names {
-                    let decl = match word.split_once('=') {
+                    let decl = match words::split_once_byte(word, b'=') {
                         Some(("", _)) => {
                             return Err(
                                 self.args_error(node, "ARG names can not be blank".to_string())
                             );
                         }
                         Some((name, value)) => ArgDecl {
-                            name: name.to_string(),
-                            default: Some(value.to_string()),
+                            name: Cow::Borrowed(name),
+                            default: Some(Cow::Borrowed(value)),
                         },
                         None => ArgDecl {
-                            name: word,
+                            name: Cow::Borrowed(word),
                             default: None,
                         },
                     };
@@ -711,7 +894,7 @@ impl Ctx<'_> {
                 Command::Arg(decls)
             }
             Keyword::Onbuild => {
-                let Some(child) = &node.child else {
+                let Some(mut child) = node.child.take() else {
                     return Err(self.at_least_one(node));
                 };
                 self.flag_set(node, &[])?;
@@ -730,9 +913,10 @@ impl Ctx<'_> {
                     }
                     _ => {}
                 }
-                let mut nested = self.typed(child, heredocs.to_vec(), end_line)?;
-                nested.flags = child.flags.clone();
-                nested.original = self.line.text[node.args_offset..].to_string();
+                // The nested instruction's heredocs are those of the line.
+                child.heredocs = heredocs.to_vec();
+                let mut nested = self.typed(&mut child, end_line)?;
+                nested.original = Cow::Borrowed(node.args_to_end);
                 Command::Onbuild(Box::new(nested))
             }
             Keyword::Healthcheck => self.healthcheck(node)?,
@@ -749,29 +933,35 @@ impl Ctx<'_> {
         )
     }
 
-    fn chmod(
+    fn chmod<'t>(
         &self,
-        node: &Node,
-        flags: &FlagSet,
-    ) -> Result<Option<super::ast::Chmod>, DockerfileError> {
-        match flags.string("chmod") {
-            Some((v, pos)) => flags::parse_chmod(&v)
-                .map(Some)
-                .map_err(|r| self.flag_value_error(node, "chmod", &v, pos, r)),
-            None => Ok(None),
-        }
+        node: &Node<'t>,
+        flags: &FlagSet<'_, 't>,
+    ) -> Result<Option<super::ast::Chmod<'t>>, DockerfileError> {
+        let Some((v, pos)) = flags.string("chmod") else {
+            return Ok(None);
+        };
+        let chmod = match &v {
+            &Cow::Borrowed(s) => flags::parse_chmod(s),
+            Cow::Owned(s) => flags::parse_chmod(s).map(|c| c.into_owned()),
+        };
+        chmod
+            .map(Some)
+            .map_err(|r| self.flag_value_error(node, "chmod", &v, pos, r))
     }
 
-    fn sources_and_dest(
+    /// COPY and ADD arguments from [`path_args`]: the sources (with heredoc
+    /// ones found) and the destination.
+    #[allow(clippy::type_complexity)]
+    fn sources_and_dest<'t>(
         &self,
-        node: &Node,
-        args: &[String],
-    ) -> Result<(Vec<Source>, String), DockerfileError> {
-        let (dest, sources) = match args.split_last() {
-            Some((d, s)) => (d, s),
-            None => return Err(self.no_destination(node)),
+        node: &Node<'t>,
+        mut sources: Vec<Source<'t>>,
+    ) -> Result<(Vec<Source<'t>>, Cow<'t, str>), DockerfileError> {
+        let Some(Source::Path(dest)) = sources.pop() else {
+            return Err(self.no_destination(node));
         };
-        if heredoc::parse_marker(dest).ok().flatten().is_some() {
+        if heredoc::parse_marker(&dest).ok().flatten().is_some() {
             return Err(self.args_error(
                 node,
                 format!(
@@ -780,24 +970,23 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        let mut out = Vec::with_capacity(sources.len());
-        for src in sources {
-            // Like BuildKit, a `<<NAME` source is a heredoc even in JSON form
-            // (where no body is read, so the file is empty).
-            match heredoc::parse_marker(src).ok().flatten() {
-                Some(marker) => out.push(Source::Heredoc(marker.name)),
-                None => out.push(Source::Path(src.clone())),
+        // Like BuildKit, a `<<NAME` source is a heredoc even in JSON form
+        // (where no body is read, so the file is empty).
+        for source in &mut sources {
+            if let Source::Path(path) = source
+                && let Some(name) = heredoc_source(path)
+            {
+                *source = Source::Heredoc(name);
             }
         }
-        Ok((out, dest.clone()))
+        Ok((sources, dest))
     }
 
-    fn healthcheck(&self, node: &Node) -> Result<Command, DockerfileError> {
-        let Some(health) = &node.health else {
+    fn healthcheck<'t>(&self, node: &mut Node<'t>) -> Result<Command<'t>, DockerfileError> {
+        let Some(health) = node.health.take() else {
             return Err(self.at_least_one(node));
         };
-        let kind = health.kind.to_ascii_uppercase();
-        if kind == "NONE" {
+        if health.kind.eq_ignore_ascii_case("NONE") {
             if !health.rest.is_empty() {
                 return Err(
                     self.args_error(node, "HEALTHCHECK NONE takes no arguments".to_string())
@@ -816,15 +1005,18 @@ impl Ctx<'_> {
                 ("retries", Str),
             ],
         )?;
-        if kind != "CMD" {
+        if !health.kind.eq_ignore_ascii_case("CMD") {
             return Err(self.args_error(
                 node,
-                format!("Unknown type {:?} in HEALTHCHECK (try CMD)", kind),
+                format!(
+                    "Unknown type {:?} in HEALTHCHECK (try CMD)",
+                    health.kind.to_ascii_uppercase()
+                ),
             ));
         }
-        let command = match &health.exec {
-            Some(list) if !list.is_empty() => CommandLine::Exec(list.clone()),
-            None if !health.rest.is_empty() => CommandLine::Shell(health.rest.clone()),
+        let command = match health.exec {
+            Some(list) if !list.is_empty() => CommandLine::Exec(list),
+            None if !health.rest.is_empty() => CommandLine::Shell(Cow::Borrowed(health.rest)),
             _ => {
                 return Err(self.error(
                     self.pos(health.rest_offset),

@@ -18,6 +18,7 @@
 //!   does not expand them): a number is a stage index, a stage name (case
 //!   insensitive) is that stage, anything else is an image.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -337,9 +338,9 @@ pub fn global_args(
             continue;
         };
         for decl in decls {
-            declared.push(decl.name.clone());
+            declared.push(decl.name.to_string());
             let given = if use_build_args {
-                opts.build_args.get(&decl.name).cloned()
+                opts.build_args.get(decl.name.as_ref()).cloned()
             } else {
                 None
             };
@@ -375,7 +376,7 @@ impl StageGraph {
         let last_name = froms
             .last()
             .and_then(|&n| match &df.instructions[n].command {
-                Command::From(f) => f.stage_name.clone(),
+                Command::From(f) => f.stage_name.as_deref().map(str::to_string),
                 _ => None,
             });
         let target_name = opts.target.clone().or(last_name).unwrap_or_default();
@@ -433,7 +434,7 @@ impl StageGraph {
                 .unwrap_or(df.instructions.len());
             let mut stage = Stage {
                 index,
-                name: from.stage_name.clone(),
+                name: from.stage_name.as_deref().map(str::to_string),
                 base: base.clone(),
                 platform,
                 from_instruction: from_idx,
@@ -484,12 +485,12 @@ impl StageGraph {
                 let mut refs: Vec<(String, DependencyKind)> = Vec::new();
                 match &instr.command {
                     Command::Copy(Copy { from: Some(f), .. }) => {
-                        refs.push((f.clone(), DependencyKind::CopyFrom))
+                        refs.push((f.to_string(), DependencyKind::CopyFrom))
                     }
                     Command::Run(run) => {
                         for m in &run.mounts {
                             if let Some(f) = &m.from {
-                                refs.push((f.clone(), DependencyKind::MountFrom));
+                                refs.push((f.to_string(), DependencyKind::MountFrom));
                             }
                         }
                     }
@@ -689,15 +690,16 @@ impl StageScope {
     /// Applies one instruction of the stage: returns it with its words
     /// expanded (see the module doc for which), and records what ARG and ENV
     /// change.
-    pub fn apply(
+    pub fn apply<'src>(
         &mut self,
-        df: &Dockerfile,
-        instr: &Instruction,
-    ) -> Result<Instruction, DockerfileError> {
+        df: &Dockerfile<'src>,
+        instr: &Instruction<'src>,
+    ) -> Result<Instruction<'src>, DockerfileError> {
         let err = |m: String| expansion_error(df, instr, m);
         let word = |w: &str| {
             self.lexer
                 .process_word(w, &self.vars)
+                .map(Cow::Owned)
                 .map_err(|e| err(e.to_string()))
         };
         let mut out = instr.clone();
@@ -705,7 +707,7 @@ impl StageScope {
             Command::Arg(decls) => {
                 let mut decls = decls.clone();
                 for decl in &mut decls {
-                    let given = self.build_args.get(&decl.name).cloned();
+                    let given = self.build_args.get(decl.name.as_ref()).cloned();
                     let value = match (given, &decl.default) {
                         (Some(v), _) => Some(v),
                         (None, Some(d)) => Some(
@@ -716,12 +718,12 @@ impl StageScope {
                         (None, None) => self.globals.get(&decl.name).map(str::to_string),
                     };
                     if let Some(v) = &value
-                        && !NON_ENV_ARGS.contains(&decl.name.as_str())
+                        && !NON_ENV_ARGS.contains(&decl.name.as_ref())
                     {
                         self.vars.set(&decl.name, v);
                     }
-                    decl.default = value.clone();
-                    self.args.push((decl.name.clone(), value));
+                    decl.default = value.clone().map(Cow::Owned);
+                    self.args.push((decl.name.to_string(), value));
                 }
                 out.command = Command::Arg(decls);
             }
@@ -743,7 +745,7 @@ impl StageScope {
                             .map_err(|e| err(e.to_string()))?,
                     );
                 }
-                out.command = Command::Expose(all);
+                out.command = Command::Expose(all.into_iter().map(Cow::Owned).collect());
             }
             Command::Copy(c) => {
                 let mut c = c.clone();
@@ -810,7 +812,7 @@ impl StageScope {
     /// expanded, quotes kept as written (BuildKit's `ExpandRaw`).
     fn expand_heredoc_bodies(
         &self,
-        out: &mut Instruction,
+        out: &mut Instruction<'_>,
         err: &dyn Fn(String) -> DockerfileError,
     ) -> Result<(), DockerfileError> {
         let mut raw = Lexer::new('\\');
@@ -819,6 +821,7 @@ impl StageScope {
             if h.expand {
                 h.body = raw
                     .process_word(&h.body, &self.vars)
+                    .map(Cow::Owned)
                     .map_err(|e| err(e.to_string()))?;
             }
         }
@@ -826,10 +829,13 @@ impl StageScope {
     }
 }
 
-fn expand_pairs(
-    pairs: &[KeyValue],
-    word: &dyn Fn(&str) -> Result<String, DockerfileError>,
-) -> Result<Vec<KeyValue>, DockerfileError> {
+/// Expands one word; the result is owned, so it fits any AST lifetime.
+type ExpandWord<'a> = dyn Fn(&str) -> Result<Cow<'static, str>, DockerfileError> + 'a;
+
+fn expand_pairs<'src>(
+    pairs: &[KeyValue<'src>],
+    word: &ExpandWord,
+) -> Result<Vec<KeyValue<'src>>, DockerfileError> {
     pairs
         .iter()
         .map(|p| {
@@ -842,10 +848,10 @@ fn expand_pairs(
         .collect()
 }
 
-fn expand_sources(
-    sources: &[Source],
-    word: &dyn Fn(&str) -> Result<String, DockerfileError>,
-) -> Result<Vec<Source>, DockerfileError> {
+fn expand_sources<'src>(
+    sources: &[Source<'src>],
+    word: &ExpandWord,
+) -> Result<Vec<Source<'src>>, DockerfileError> {
     sources
         .iter()
         .map(|s| match s {
@@ -855,31 +861,36 @@ fn expand_sources(
         .collect()
 }
 
-fn expand_chmod(
-    chmod: Option<&Chmod>,
-    word: &dyn Fn(&str) -> Result<String, DockerfileError>,
+fn expand_chmod<'src>(
+    chmod: Option<&Chmod<'src>>,
+    word: &ExpandWord,
     err: &dyn Fn(String) -> DockerfileError,
-) -> Result<Option<Chmod>, DockerfileError> {
+) -> Result<Option<Chmod<'src>>, DockerfileError> {
     match chmod {
         // Only known to be right or wrong once expanded.
-        Some(Chmod::Unexpanded(raw)) => flags::parse_chmod(&word(raw)?).map(Some).map_err(err),
+        Some(Chmod::Unexpanded(raw)) => {
+            let expanded = word(raw)?;
+            flags::parse_chmod(&expanded)
+                .map(|c| Some(c.into_owned()))
+                .map_err(err)
+        }
         other => Ok(other.cloned()),
     }
 }
 
 /// Expands every `key=value` of a mount (but `from`, which BuildKit never
 /// expands), then checks the result again.
-fn expand_mount(
-    mount: &RunMount,
-    word: &dyn Fn(&str) -> Result<String, DockerfileError>,
+fn expand_mount<'src>(
+    mount: &RunMount<'src>,
+    word: &ExpandWord,
     err: &dyn Fn(String) -> DockerfileError,
-) -> Result<RunMount, DockerfileError> {
+) -> Result<RunMount<'src>, DockerfileError> {
     let fields = flags::split_csv(&mount.spec).map_err(err)?;
     let mut rebuilt = Vec::with_capacity(fields.len());
     for field in fields {
         let field = match field.split_once('=') {
             Some((k, v)) if !k.eq_ignore_ascii_case("from") => format!("{k}={}", word(v)?),
-            _ => field,
+            _ => field.into_owned(),
         };
         if field.contains([',', '"']) {
             rebuilt.push(format!("\"{}\"", field.replace('"', "\"\"")));
@@ -887,7 +898,8 @@ fn expand_mount(
             rebuilt.push(field);
         }
     }
-    let mut parsed = flags::parse_mount(&rebuilt.join(",")).map_err(err)?;
+    let rebuilt = rebuilt.join(",");
+    let mut parsed: RunMount<'src> = flags::parse_mount(&rebuilt).map_err(err)?.into_owned();
     parsed.spec = mount.spec.clone();
     Ok(parsed)
 }
