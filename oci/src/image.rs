@@ -111,16 +111,7 @@ impl Store {
             let bytes = self.read_document(&descriptor.digest, "manifest")?;
             match Manifest::parse(&bytes, Some(&descriptor.media_type))? {
                 Manifest::Image(manifest) => {
-                    let config_bytes =
-                        self.read_document(&manifest.config.digest, "image config")?;
-                    let config = ImageConfig::parse(&config_bytes)?;
-                    return Ok(Image {
-                        top: top.clone(),
-                        manifest_descriptor: descriptor,
-                        manifest: *manifest,
-                        config,
-                        config_bytes,
-                    });
+                    return self.image_from_manifest(top, descriptor, *manifest);
                 }
                 Manifest::Index(index) => {
                     let present: Vec<&Descriptor> = index
@@ -144,6 +135,48 @@ impl Store {
             "{}: indexes nested too deep",
             top.digest
         )))
+    }
+
+    /// Every single-platform image under `top` whose manifest is in the store:
+    /// the image itself, or each child of an index that was pulled.
+    pub fn present_images(&self, top: &Descriptor) -> Result<Vec<Image>, StoreError> {
+        let mut images = Vec::new();
+        let mut pending = vec![(top.clone(), 0)];
+        while let Some((descriptor, depth)) = pending.pop() {
+            let bytes = self.read_document(&descriptor.digest, "manifest")?;
+            match Manifest::parse(&bytes, Some(&descriptor.media_type))? {
+                Manifest::Image(manifest) => {
+                    images.push(self.image_from_manifest(top, descriptor, *manifest)?);
+                }
+                Manifest::Index(index) if depth < 4 => pending.extend(
+                    index
+                        .manifests
+                        .into_iter()
+                        .rev()
+                        .filter(|d| self.has_blob(&d.digest))
+                        .map(|d| (d, depth + 1)),
+                ),
+                Manifest::Index(_) => {}
+            }
+        }
+        Ok(images)
+    }
+
+    fn image_from_manifest(
+        &self,
+        top: &Descriptor,
+        manifest_descriptor: Descriptor,
+        manifest: ImageManifest,
+    ) -> Result<Image, StoreError> {
+        let config_bytes = self.read_document(&manifest.config.digest, "image config")?;
+        let config = ImageConfig::parse(&config_bytes)?;
+        Ok(Image {
+            top: top.clone(),
+            manifest_descriptor,
+            manifest,
+            config,
+            config_bytes,
+        })
     }
 
     /// Tags of the store that point at `digest`.

@@ -82,13 +82,19 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {
-        let next = match out.last() {
-            None => d.clone(),
-            Some(parent) => Digest::of_bytes(Algorithm::Sha256, format!("{parent} {d}").as_bytes()),
-        };
-        out.push(next);
+        out.push(chain_id(out.last(), d));
     }
     out
+}
+
+/// The chain ID of a layer with diff ID `diff_id` on top of the chain `parent`.
+pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
+    match parent {
+        None => diff_id.clone(),
+        Some(parent) => {
+            Digest::of_bytes(Algorithm::Sha256, format!("{parent} {diff_id}").as_bytes())
+        }
+    }
 }
 
 /// How an active snapshot holds its writable state.
@@ -424,10 +430,7 @@ impl Snapshotter {
             source,
         })?;
         ingest.commit(Some(digests.size), Some(&digests.digest))?;
-        let chain = match &active.parent {
-            None => digests.diff_id.clone(),
-            Some(p) => chain_ids_from(p, &digests.diff_id),
-        };
+        let chain = chain_id(active.parent.as_ref(), &digests.diff_id);
         if !self.exists(&chain) {
             let tmp = self.temp_dir("commit")?;
             match active.mode {
@@ -524,10 +527,6 @@ impl Snapshotter {
         }
         Ok(removed)
     }
-}
-
-fn chain_ids_from(parent: &Digest, diff_id: &Digest) -> Digest {
-    Digest::of_bytes(Algorithm::Sha256, format!("{parent} {diff_id}").as_bytes())
 }
 
 /// Removes a tree whose directories may have been made read-only by a layer.

@@ -70,16 +70,10 @@ pub struct PruneArgs {
 fn local_image(store: &Store, descriptor: &berth_oci::Descriptor) -> anyhow::Result<Image> {
     match store.image(descriptor, &Platform::host()) {
         Ok(i) => Ok(i),
-        Err(first) => {
-            for arch in [
-                "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64",
-            ] {
-                if let Ok(i) = store.image(descriptor, &Platform::new("linux", arch, None)) {
-                    return Ok(i);
-                }
-            }
-            Err(first.into())
-        }
+        Err(first) => match store.present_images(descriptor)?.into_iter().next() {
+            Some(i) => Ok(i),
+            None => Err(first.into()),
+        },
     }
 }
 

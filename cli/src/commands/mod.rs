@@ -7,9 +7,9 @@ pub mod run;
 use std::path::Path;
 
 use anyhow::Context;
+use berth_oci::Store;
 use berth_oci::snapshot::{Snapshotter, chain_ids};
 use berth_oci::store::PruneReport;
-use berth_oci::{Platform, Store};
 
 pub fn open_store(root: &Path) -> anyhow::Result<Store> {
     Store::open(root).with_context(|| format!("opening store at {}", root.display()))
@@ -21,13 +21,10 @@ pub fn collect_garbage(store: &Store, untagged: bool) -> anyhow::Result<(PruneRe
     let report = store.prune(untagged, &[])?;
     let mut live = Vec::new();
     for entry in store.entries()? {
-        // Every platform of an index that is present locally keeps its layers.
-        for arch in [
-            "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64",
-        ] {
-            if let Ok(image) = store.image(&entry.descriptor, &Platform::new("linux", arch, None))
-                && let Some(top) = chain_ids(&image.config.rootfs.diff_ids).pop()
-            {
+        // Every platform of an index that is present locally keeps its layers;
+        // an image that cannot be read keeps nothing (it unpacks again if used).
+        for image in store.present_images(&entry.descriptor).unwrap_or_default() {
+            if let Some(top) = chain_ids(&image.config.rootfs.diff_ids).pop() {
                 live.push(top);
             }
         }

@@ -10,7 +10,7 @@ use crate::manifest::{
 };
 use crate::media_types as mt;
 use crate::reference::Reference;
-use crate::store::{MAX_DOCUMENT_SIZE, Store};
+use crate::store::{MAX_DOCUMENT_SIZE, Store, entry_reference, untagged_descriptor};
 
 /// One image an archive held, and the tag it now has in the store (if any).
 #[derive(Debug, Clone)]
@@ -150,15 +150,8 @@ fn load_from_index(store: &Store, index_bytes: &[u8]) -> Result<Vec<LoadedImage>
     let mut loaded = Vec::new();
     for descriptor in index.manifests {
         check_complete(store, &descriptor)?;
-        let reference = tag_of(&descriptor);
-        let mut clean = descriptor.clone();
-        if let Some(a) = clean.annotations.as_mut() {
-            a.remove(mt::ANNOTATION_REF_NAME);
-            a.remove(mt::ANNOTATION_CONTAINERD_NAME);
-            if a.is_empty() {
-                clean.annotations = None;
-            }
-        }
+        let reference = entry_reference(&descriptor);
+        let clean = untagged_descriptor(&descriptor);
         match &reference {
             Some(r) => store.set_tag(r, &clean)?,
             None => store.add_untagged(&clean)?,
@@ -169,21 +162,6 @@ fn load_from_index(store: &Store, index_bytes: &[u8]) -> Result<Vec<LoadedImage>
         });
     }
     Ok(loaded)
-}
-
-/// The tag an index.json entry carries: containerd's full name, or a ref.name
-/// that is a whole reference (a bare tag like "latest" names no repository).
-fn tag_of(d: &Descriptor) -> Option<Reference> {
-    if let Some(n) = d.annotation(mt::ANNOTATION_CONTAINERD_NAME)
-        && let Ok(r) = Reference::parse(n)
-    {
-        return Some(r);
-    }
-    let n = d.annotation(mt::ANNOTATION_REF_NAME)?;
-    if !n.contains(':') && !n.contains('/') {
-        return None;
-    }
-    Reference::parse(n).ok()
 }
 
 /// Every blob an image needs must now be in the store (for an index, at least

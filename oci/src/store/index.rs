@@ -23,7 +23,7 @@ impl TagEntry {
 
 /// The reference an index.json entry names: containerd's full name first, then
 /// the OCI ref.name when it is a full reference rather than a bare tag.
-fn entry_reference(d: &Descriptor) -> Option<Reference> {
+pub(crate) fn entry_reference(d: &Descriptor) -> Option<Reference> {
     if let Some(name) = d.annotation(mt::ANNOTATION_CONTAINERD_NAME)
         && let Ok(r) = Reference::parse(name)
         && r.tag().is_some()
@@ -78,7 +78,7 @@ fn tagged_descriptor(reference: &Reference, descriptor: &Descriptor) -> Descript
     d
 }
 
-fn untagged_descriptor(descriptor: &Descriptor) -> Descriptor {
+pub(crate) fn untagged_descriptor(descriptor: &Descriptor) -> Descriptor {
     let mut d = descriptor.clone();
     if let Some(a) = d.annotations.as_mut() {
         a.remove(mt::ANNOTATION_REF_NAME);

@@ -31,6 +31,7 @@ use std::sync::Arc;
 
 pub use gc::PruneReport;
 pub use index::TagEntry;
+pub(crate) use index::{entry_reference, untagged_descriptor};
 pub use ingest::Ingest;
 pub use lock::{FileLock, LockMode};
 
