@@ -521,17 +521,7 @@ impl<'o> Extractor<'o> {
             Err(err) => return Err(errno_err(e, "creating directory")(err)),
         }
         self.note_written(parent, name)?;
-        if self.opts.preserve_owner {
-            let (uid, gid) = ids(e)?;
-            nix::unistd::fchownat(
-                parent.fd(),
-                name,
-                Some(uid),
-                Some(gid),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(errno_err(e, "changing owner"))?;
-        }
+        self.chown_entry(e, parent, name)?;
         if e.xattrs.iter().any(|(n, _)| !is_overlay_xattr(n)) {
             let fd =
                 sys::open_dir_at(parent.fd(), name).map_err(apply_err(e, "opening directory"))?;
@@ -641,6 +631,22 @@ impl<'o> Extractor<'o> {
         self.finish_node(e, parent, name, false)
     }
 
+    /// Gives the entry at `parent/name` the tar's uid/gid, never following a
+    /// symlink (when `preserve_owner`).
+    fn chown_entry(&self, e: &Entry, parent: &DirHandle, name: &[u8]) -> Result<(), LayerError> {
+        if !self.opts.preserve_owner {
+            return Ok(());
+        }
+        let (uid, gid) = ids(e)?;
+        nix::unistd::fchownat(
+            parent.fd(),
+            name,
+            Some(uid),
+            Some(gid),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno_err(e, "changing owner"))
+    }
     /// Owner, mode, xattrs and times of a symlink, device or fifo, by name
     /// relative to the parent (never following the name).
     fn finish_node(
@@ -650,17 +656,7 @@ impl<'o> Extractor<'o> {
         name: &[u8],
         symlink: bool,
     ) -> Result<(), LayerError> {
-        if self.opts.preserve_owner {
-            let (uid, gid) = ids(e)?;
-            nix::unistd::fchownat(
-                parent.fd(),
-                name,
-                Some(uid),
-                Some(gid),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(errno_err(e, "changing owner"))?;
-        }
+        self.chown_entry(e, parent, name)?;
         if !symlink {
             // `name` is the node we just made (not a symlink): following is moot.
             nix::sys::stat::fchmodat(
