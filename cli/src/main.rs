@@ -26,6 +26,15 @@ struct Cli {
     #[arg(long, global = true, env = "BERTH_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,
 
+    /// Talk plain HTTP (or HTTPS without verification) to this registry
+    /// host[:port]; may be repeated
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    insecure_registry: Vec<String>,
+
+    /// Trust this CA certificate (PEM) for registry TLS, besides the system's
+    #[arg(long = "tls-ca", global = true, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -87,6 +96,48 @@ enum Command {
     /// Show the output a container wrote (containers not run with --rm)
     #[command(after_help = "Examples:\n  berth logs web")]
     Logs(commands::containers::LogsArgs),
+    /// Build an image from a Dockerfile
+    #[command(
+        after_help = "Examples:\n  berth build -t app:1.0 .\n  berth build -f docker/Dockerfile --target runtime --build-arg VERSION=2 .\n  berth build --output type=oci,dest=app.tar ."
+    )]
+    Build(Box<commands::build::BuildArgs>),
+    /// Manage the build cache
+    #[command(after_help = "Examples:\n  berth builder prune --keep-duration 24h")]
+    Builder(commands::build::BuilderArgs),
+    /// Pull an image from a registry
+    #[command(
+        after_help = "Examples:\n  berth pull busybox\n  berth pull --platform linux/arm64 ghcr.io/org/app:1.0\n  berth pull --insecure-registry localhost:5000 localhost:5000/tools/app"
+    )]
+    Pull(commands::remote::PullArgs),
+    /// Push an image to a registry
+    #[command(
+        after_help = "Examples:\n  berth push localhost:5000/app:1.0\n  berth push app:1.0 registry.example.com/team/app:1.0"
+    )]
+    Push(commands::remote::PushArgs),
+    /// Log in to a registry
+    #[command(
+        after_help = "Examples:\n  echo \"$TOKEN\" | berth login -u ci --password-stdin registry.example.com"
+    )]
+    Login(commands::remote::LoginArgs),
+    /// Log out of a registry
+    #[command(after_help = "Examples:\n  berth logout registry.example.com")]
+    Logout(commands::remote::LogoutArgs),
+    /// Show a remote manifest
+    #[command(after_help = "Examples:\n  berth manifest inspect busybox:latest")]
+    Manifest(commands::remote::ManifestArgs),
+    /// List a remote repository's tags
+    #[command(after_help = "Examples:\n  berth tags localhost:5000/app")]
+    Tags(commands::remote::TagsArgs),
+    /// Copy an image from one registry to another
+    #[command(
+        after_help = "Examples:\n  berth copy docker.io/library/busybox:latest localhost:5000/mirror/busybox:latest"
+    )]
+    Copy(commands::remote::CopyArgs),
+    /// Run or collect garbage of an OCI registry
+    #[command(
+        after_help = "Examples:\n  berth registry serve --addr 127.0.0.1:5000\n  berth registry gc --dry-run"
+    )]
+    Registry(commands::registry::RegistryArgs),
 }
 
 fn default_root() -> PathBuf {
@@ -110,6 +161,10 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let root = cli.root.unwrap_or_else(default_root);
+    let remote = commands::remote::RemoteOptions {
+        insecure_registries: cli.insecure_registry,
+        tls_ca: cli.tls_ca,
+    };
     let result = match cli.command {
         Command::Run(a) => return commands::run::run(&root, *a),
         Command::Ps(a) => commands::containers::ps(&root, a),
@@ -124,6 +179,16 @@ fn main() -> ExitCode {
         Command::Load(a) => commands::archive::load(&root, a),
         Command::Prune(a) => commands::images::prune(&root, a),
         Command::Dockerfile(a) => commands::dockerfile::run(a),
+        Command::Build(a) => commands::build::build(&root, &remote, *a),
+        Command::Builder(a) => commands::build::builder(&root, a),
+        Command::Pull(a) => commands::remote::pull(&root, &remote, a),
+        Command::Push(a) => commands::remote::push(&root, &remote, a),
+        Command::Login(a) => commands::remote::login(&remote, a),
+        Command::Logout(a) => commands::remote::logout(&remote, a),
+        Command::Manifest(a) => commands::remote::manifest(&remote, a),
+        Command::Tags(a) => commands::remote::tags(&remote, a),
+        Command::Copy(a) => commands::remote::copy(&remote, a),
+        Command::Registry(a) => commands::registry::run(&root, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

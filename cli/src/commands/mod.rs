@@ -1,7 +1,10 @@
 pub mod archive;
+pub mod build;
 pub mod containers;
 pub mod dockerfile;
 pub mod images;
+pub mod registry;
+pub mod remote;
 pub mod run;
 
 use std::path::Path;
