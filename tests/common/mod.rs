@@ -16,6 +16,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod dockerd;
+
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
