@@ -160,6 +160,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // `berth registry` serves its own storage: a --root given there is the
+    // registry's storage root, not the image store.
+    let registry_root = cli.root.clone();
     let root = cli.root.unwrap_or_else(default_root);
     let remote = commands::remote::RemoteOptions {
         insecure_registries: cli.insecure_registry,
@@ -188,7 +191,7 @@ fn main() -> ExitCode {
         Command::Manifest(a) => commands::remote::manifest(&remote, a),
         Command::Tags(a) => commands::remote::tags(&remote, a),
         Command::Copy(a) => commands::remote::copy(&remote, a),
-        Command::Registry(a) => commands::registry::run(&root, a),
+        Command::Registry(a) => commands::registry::run(registry_root.as_deref(), a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,9 +24,6 @@ enum RegistryCommand {
         /// Listen address
         #[arg(long)]
         addr: Option<String>,
-        /// Storage root directory (not the image store's --root)
-        #[arg(long = "storage")]
-        storage: Option<PathBuf>,
     },
     /// Remove blobs no tag or manifest reaches
     #[command(after_help = "Examples:\n  berth registry gc --dry-run --config registry.yaml")]
@@ -38,7 +35,7 @@ enum RegistryCommand {
     },
 }
 
-pub fn run(_root: &Path, args: RegistryArgs) -> anyhow::Result<()> {
+pub fn run(_storage_root: Option<&Path>, args: RegistryArgs) -> anyhow::Result<()> {
     match args.command {
         RegistryCommand::Serve { .. } | RegistryCommand::Gc { .. } => {
             anyhow::bail!("berth registry is not implemented yet")
