@@ -6,8 +6,14 @@
 //! `/proc/thread-self/schedstat`; other processes competing for the CPUs
 //! lengthen the wall time but not this. Where the file cannot be read the CPU
 //! figures are left out.
+//!
+//! It allocates with mimalloc, as the `berth` binary does, so that the
+//! parser is measured with the allocator it runs with there.
 
 use std::time::Instant;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The calling thread's time on a CPU so far, in seconds.
 fn cpu_seconds() -> Option<f64> {

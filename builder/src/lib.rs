@@ -16,6 +16,7 @@
 //! this crate panic, and every matcher runs in time polynomial in its input
 //! (patterns are simulated as automata, never backtracked).
 
+pub mod build;
 pub mod dockerfile;
 pub mod dockerignore;
 mod glob;

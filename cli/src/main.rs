@@ -2,6 +2,9 @@
 //! crates together, renders output, and turns every error into one line on
 //! stderr and an exit code.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod commands;
 mod format;
 

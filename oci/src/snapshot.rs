@@ -179,6 +179,11 @@ impl Active {
         })
     }
 
+    /// The overlay's upper directory (what the snapshot changed so far).
+    pub fn upper_dir(&self) -> Option<PathBuf> {
+        (self.mode == SnapshotMode::Overlay).then(|| self.dir.join("upper"))
+    }
+
     /// Where the copy fallback's filesystem lives (usable without mounting).
     pub fn copy_rootfs(&self) -> Option<PathBuf> {
         (self.mode == SnapshotMode::Copy).then(|| self.dir.join("rootfs"))

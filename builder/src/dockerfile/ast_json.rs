@@ -161,6 +161,72 @@ pub fn write_json<W: Write>(df: &Dockerfile, out: W, pretty: bool) -> serde_json
     json.file(df).map_err(serde_json::Error::io)
 }
 
+/// The JSON form of a Dockerfile parsed with
+/// [`parse_each`](super::parse_each), one instruction at a time:
+/// [`instruction`](Self::instruction) for each, then
+/// [`finish`](Self::finish) writes the whole text, exactly as [`write_json`]
+/// would for the parsed Dockerfile.
+///
+/// The text is held until `finish` (in chunks, never copied to grow) rather
+/// than written as it comes: a Dockerfile with an error somewhere prints no
+/// JSON at all, and the error may only be known at the end.
+pub struct JsonStream {
+    json: JsonWriter<io::Sink>,
+    full: Vec<Vec<u8>>,
+    count: usize,
+}
+
+/// How large [`JsonStream`]'s chunks grow before a new one starts.
+const STREAM_CHUNK: usize = 1024 * 1024;
+
+impl JsonStream {
+    pub fn new(pretty: bool) -> Self {
+        JsonStream {
+            json: JsonWriter {
+                out: io::sink(),
+                buf: Vec::with_capacity(STREAM_CHUNK + STREAM_CHUNK / 4),
+                pretty,
+                // Instructions sit in the top object's `instructions` array.
+                depth: 2,
+            },
+            full: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Adds the next instruction.
+    pub fn instruction(&mut self, instr: &Instruction) {
+        self.json.item(self.count == 0);
+        self.json.instruction(instr);
+        self.count += 1;
+        if self.json.buf.len() >= STREAM_CHUNK {
+            let next = Vec::with_capacity(STREAM_CHUNK + STREAM_CHUNK / 4);
+            self.full.push(std::mem::replace(&mut self.json.buf, next));
+        }
+    }
+
+    /// Writes the JSON text to `out`: `df`'s fields (its `instructions` are
+    /// ignored) with the instructions added so far.
+    pub fn finish<W: Write>(self, df: &Dockerfile, mut out: W) -> io::Result<()> {
+        let mut around = JsonWriter {
+            out: io::sink(),
+            buf: Vec::new(),
+            pretty: self.json.pretty,
+            depth: 0,
+        };
+        around.head(df);
+        out.write_all(&around.buf)?;
+        around.buf.clear();
+        for chunk in self.full.iter().chain([&self.json.buf]) {
+            out.write_all(chunk)?;
+        }
+        // `head` left the depth where the instructions are.
+        around.tail(self.count > 0);
+        out.write_all(&around.buf)?;
+        out.flush()
+    }
+}
+
 /// A JSON writer with `serde_json`'s layout: compact, or pretty with
 /// two-space indents (`"key": value`, a container's items each on a line of
 /// their own, empty containers as `[]`).
@@ -174,6 +240,24 @@ struct JsonWriter<W> {
 
 impl<W: Write> JsonWriter<W> {
     fn file(&mut self, df: &Dockerfile) -> io::Result<()> {
+        self.head(df);
+        for (i, instr) in df.instructions.iter().enumerate() {
+            self.item(i == 0);
+            self.instruction(instr);
+            if self.buf.len() >= CHUNK {
+                self.out.write_all(&self.buf)?;
+                self.buf.clear();
+            }
+        }
+        self.tail(!df.instructions.is_empty());
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        self.out.flush()
+    }
+
+    /// Everything before the first instruction: the file's fields up to the
+    /// opening of the `instructions` array (depth 2 after it).
+    fn head(&mut self, df: &Dockerfile) {
         self.open(b'{');
         self.key(true, "file");
         self.string(&df.file);
@@ -184,19 +268,12 @@ impl<W: Write> JsonWriter<W> {
         self.array(&df.directives, |json, d| json.directive(d));
         self.key(false, "instructions");
         self.open(b'[');
-        for (i, instr) in df.instructions.iter().enumerate() {
-            self.item(i == 0);
-            self.instruction(instr);
-            if self.buf.len() >= CHUNK {
-                self.out.write_all(&self.buf)?;
-                self.buf.clear();
-            }
-        }
-        self.close(b']', !df.instructions.is_empty());
+    }
+
+    /// Closes what [`Self::head`] opened.
+    fn tail(&mut self, any_instructions: bool) {
+        self.close(b']', any_instructions);
         self.close(b'}', true);
-        self.out.write_all(&self.buf)?;
-        self.buf.clear();
-        self.out.flush()
     }
 
     fn directive(&mut self, d: &Directive) {
@@ -620,7 +697,51 @@ mod tests {
                 "{} (pretty: {pretty})",
                 df.file
             );
+            assert_eq!(
+                String::from_utf8_lossy(&streamed(df, pretty)),
+                String::from_utf8_lossy(&direct),
+                "{} streamed (pretty: {pretty})",
+                df.file
+            );
         }
+    }
+
+    /// `df` written by a [`JsonStream`].
+    fn streamed(df: &Dockerfile, pretty: bool) -> Vec<u8> {
+        let mut stream = JsonStream::new(pretty);
+        for instr in &df.instructions {
+            stream.instruction(instr);
+        }
+        let mut out = Vec::new();
+        stream.finish(df, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn stream_spanning_many_chunks_matches_write_json() {
+        let block =
+            "FROM a AS b\nENV x=1 \\\n  y=2\nRUN <<EOF\necho \"hi\"\nEOF\nONBUILD COPY . /x\n";
+        let source = block.repeat(3 * STREAM_CHUNK / block.len());
+        let mut stream = JsonStream::new(true);
+        let mut each = Vec::new();
+        let head = crate::dockerfile::parse_each(&source, "Dockerfile", |i| {
+            stream.instruction(&i);
+            each.push(i);
+        })
+        .unwrap();
+        assert!(head.instructions.is_empty());
+        assert!(
+            stream.full.len() >= 2,
+            "only {} full chunks",
+            stream.full.len()
+        );
+        let mut out = Vec::new();
+        stream.finish(&head, &mut out).unwrap();
+        let df = parse(&source, "Dockerfile").unwrap();
+        assert_eq!(each, df.instructions);
+        let mut direct = Vec::new();
+        write_json(&df, &mut direct, true).unwrap();
+        assert!(out == direct, "streamed JSON differs from write_json");
     }
 
     #[test]

@@ -29,7 +29,6 @@ use crate::suggest;
 /// Parses a Dockerfile. `file` is the name errors are reported under. The
 /// result borrows from `source`.
 pub fn parse<'src>(source: &'src str, file: &str) -> Result<Dockerfile<'src>, DockerfileError> {
-    let mut reader = Reader::new(source, file);
     // Instructions are large, and growing the vector copies all of them:
     // reserve for the most there can be (one per line; memory not used is
     // never touched) and give back the rest at the end.
@@ -39,9 +38,31 @@ pub fn parse<'src>(source: &'src str, file: &str) -> Result<Dockerfile<'src>, Do
         // The system refused that much address space: the vector grows as
         // instructions come instead.
     }
+    let mut df = parse_each(source, file, |instruction| instructions.push(instruction))?;
+    instructions.shrink_to_fit();
+    df.instructions = instructions;
+    Ok(df)
+}
+
+/// Parses a Dockerfile like [`parse`], but hands each instruction to `each`
+/// as soon as it is read instead of collecting them: the returned
+/// [`Dockerfile`] has no `instructions`. A consumer that needs one
+/// instruction at a time (printing, say) so never holds the whole AST.
+///
+/// On an error, the instructions already handed over are not a Dockerfile:
+/// like BuildKit, an error of the first step anywhere in the file wins over
+/// one found while typing an earlier instruction, so the error only comes at
+/// the end.
+pub fn parse_each<'src>(
+    source: &'src str,
+    file: &str,
+    mut each: impl FnMut(Instruction<'src>),
+) -> Result<Dockerfile<'src>, DockerfileError> {
+    let mut reader = Reader::new(source, file);
     let mut empty_continuation_lines = Vec::new();
     let mut any_line = false;
     let mut seen_from = false;
+    let mut last_start = None;
     // BuildKit reads the whole file into nodes before it types any of them,
     // so an error of that first step anywhere wins over a typing error. We
     // do both in one pass (no second copy of the file in memory) and keep
@@ -58,7 +79,7 @@ pub fn parse<'src>(source: &'src str, file: &str) -> Result<Dockerfile<'src>, Do
             escape: reader.escape,
         };
         // Both steps for the line. The instruction is large: it goes from
-        // `typed` into the list with as few moves as can be.
+        // `typed` to `each` with as few moves as can be.
         let typed = match &line.text {
             &Cow::Borrowed(text) => {
                 let mut node = Node::empty();
@@ -103,9 +124,10 @@ pub fn parse<'src>(source: &'src str, file: &str) -> Result<Dockerfile<'src>, Do
             }
             _ => {}
         }
+        last_start = Some(instruction.start);
         // The instruction takes the line itself: no copy.
         instruction.original = line.text;
-        instructions.push(instruction);
+        each(instruction);
     }
     if !any_line {
         return Err(DockerfileError::new(
@@ -119,15 +141,14 @@ pub fn parse<'src>(source: &'src str, file: &str) -> Result<Dockerfile<'src>, Do
         return Err(e);
     }
     if !seen_from {
-        let last = instructions.last().map_or(Position::new(1, 1), |i| i.start);
+        let last = last_start.unwrap_or(Position::new(1, 1));
         return Err(DockerfileError::new(file, last, None, ErrorKind::NoStages));
     }
-    instructions.shrink_to_fit();
     Ok(Dockerfile {
         file: file.to_string(),
         escape: reader.escape,
         directives: reader.directives().to_vec(),
-        instructions,
+        instructions: Vec::new(),
         empty_continuation_lines,
     })
 }

@@ -65,16 +65,14 @@ pub fn run(args: DockerfileArgs) -> anyhow::Result<()> {
     match args.command {
         DockerfileCommand::Parse { file, compact } => {
             let (name, source) = read(&file)?;
-            let df = dockerfile::parse(&source, &name)?;
-            // `write_json` buffers its output itself, in large chunks.
+            // One instruction at a time: the JSON text is all that is kept,
+            // never the whole AST.
+            let mut json = ast_json::JsonStream::new(!compact);
+            let df = dockerfile::parse_each(&source, &name, |i| json.instruction(&i))?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            ast_json::write_json(&df, &mut out, !compact)?;
+            json.finish(&df, &mut out)?;
             writeln!(out)?;
             out.flush()?;
-            // berth exits right after this command: handing a large AST back
-            // to the allocator piece by piece would only cost time (a tenth
-            // of the whole run on big files), so leave that to the exit.
-            std::mem::forget(df);
             Ok(())
         }
         DockerfileCommand::Check { file, format } => {

@@ -18,10 +18,11 @@ pub fn open_store(root: &Path) -> anyhow::Result<Store> {
     Store::open(root).with_context(|| format!("opening store at {}", root.display()))
 }
 
-/// Sweeps blobs no tag reaches (and untagged images when `untagged`), then the
-/// unpacked snapshots of layers no remaining image uses.
+/// Sweeps blobs no tag or build cache entry reaches (and untagged images when
+/// `untagged`), then the unpacked snapshots of layers no remaining image uses.
 pub fn collect_garbage(store: &Store, untagged: bool) -> anyhow::Result<(PruneReport, usize)> {
-    let report = store.prune(untagged, &[])?;
+    let cache_roots = berth_builder::build::CacheIndex::open(store.root()).roots();
+    let report = store.prune(untagged, &cache_roots)?;
     let mut live = Vec::new();
     for entry in store.entries()? {
         // Every platform of an index that is present locally keeps its layers;

@@ -1,0 +1,656 @@
+//! COPY and ADD: choosing the source files (context, another stage, an image,
+//! heredocs), and writing them into the image's filesystem. The files go in
+//! as a tar stream applied with the store's layer extractor, which resolves
+//! every destination inside the image root (a symlink in the image cannot
+//! send a write outside it) and creates missing parent directories.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use berth_oci::layer::{ApplyOptions, WhiteoutMode, apply_layer};
+use sha2::{Digest as _, Sha256};
+
+use crate::dockerignore::Dockerignore;
+
+use super::BuildError;
+use super::context::{Context, ContextEntry, EntryKind};
+use super::rootfs;
+
+/// Where a copied item's bytes come from.
+#[derive(Debug, Clone)]
+pub enum ItemData {
+    HostFile(PathBuf),
+    Bytes(Vec<u8>),
+    Dir,
+    Symlink(String),
+}
+
+/// One file, directory or link to write, relative to the destination.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// "" = the destination itself.
+    pub rel: String,
+    pub data: ItemData,
+    pub mode: u32,
+}
+
+/// The files one COPY/ADD writes, and whether the destination is a directory.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub items: Vec<Item>,
+    /// A source was a directory or a pattern, or there were several: the
+    /// destination must be a directory.
+    pub needs_dir: bool,
+    /// What went into the cache key (content digests, modes, names).
+    pub hasher: KeyHasher,
+}
+
+/// Accumulates what identifies a selection's content.
+#[derive(Default)]
+pub struct KeyHasher(Sha256);
+
+impl std::fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHasher")
+    }
+}
+
+impl KeyHasher {
+    pub fn add(&mut self, part: &str) {
+        self.0.update(part.as_bytes());
+        self.0.update([0u8]);
+    }
+
+    pub fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
+fn has_glob(p: &str) -> bool {
+    p.contains(['*', '?', '['])
+}
+
+/// Cleans a source path as BuildKit does: relative to the context, no `./`,
+/// no trailing slash, `..` clamped at the root.
+pub fn clean_source(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
+fn matcher(patterns: &[String]) -> Result<Option<Dockerignore>, BuildError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    Dockerignore::from_patterns(patterns)
+        .map(Some)
+        .map_err(|e| BuildError::Context(e.to_string()))
+}
+
+fn basename(rel: &str) -> &str {
+    rel.rsplit('/').next().unwrap_or(rel)
+}
+
+/// Follows a context symlink named directly as a source, inside the context.
+fn follow_context_link<'c>(
+    ctx: &'c Context,
+    mut entry: &'c ContextEntry,
+) -> Option<&'c ContextEntry> {
+    for _ in 0..40 {
+        if entry.kind != EntryKind::Symlink {
+            return Some(entry);
+        }
+        let target = entry.link_target.as_deref()?;
+        let joined = if target.starts_with('/') {
+            target.to_string()
+        } else {
+            let parent = entry.rel.rsplit_once('/').map_or("", |(p, _)| p);
+            format!("{parent}/{target}")
+        };
+        entry = ctx.get(&clean_source(&joined))?;
+    }
+    None
+}
+
+/// Selects context sources.
+pub fn select_context(
+    ctx: &Context,
+    sources: &[String],
+    excludes: &[String],
+    parents: bool,
+) -> Result<Selection, BuildError> {
+    let exclude = matcher(excludes)?;
+    let mut sel = Selection {
+        needs_dir: sources.len() > 1,
+        ..Selection::default()
+    };
+    for raw in sources {
+        let src = clean_source(raw);
+        let matches: Vec<&ContextEntry> = if has_glob(&src) {
+            let pattern = Dockerignore::from_patterns(&[src.as_str()])
+                .map_err(|e| BuildError::Context(e.to_string()))?;
+            sel.needs_dir = true;
+            ctx.entries()
+                .iter()
+                .filter(|e| pattern.patterns().iter().any(|p| p.matches(&e.rel)))
+                .collect()
+        } else if src.is_empty() {
+            Vec::new()
+        } else {
+            match ctx.get(&src) {
+                Some(e) => vec![e],
+                None => Vec::new(),
+            }
+        };
+        sel.hasher.add(&format!("src {src}"));
+        if src.is_empty() {
+            // The whole context.
+            sel.needs_dir = true;
+            add_context_tree(ctx, "", "", &exclude, &mut sel)?;
+            continue;
+        }
+        if matches.is_empty() {
+            return Err(BuildError::Context(format!(
+                "failed to compute cache key: \"/{src}\": not found"
+            )));
+        }
+        for m in matches {
+            let target = follow_context_link(ctx, m).ok_or_else(|| {
+                BuildError::Context(format!("\"/{}\": symlink leads outside the context", m.rel))
+            })?;
+            let prefix = if parents {
+                m.rel.clone()
+            } else if target.kind == EntryKind::Dir {
+                String::new()
+            } else {
+                basename(&m.rel).to_string()
+            };
+            if parents {
+                sel.needs_dir = true;
+            }
+            match target.kind {
+                EntryKind::Dir => {
+                    sel.needs_dir = true;
+                    if parents && !prefix.is_empty() {
+                        sel.items.push(Item {
+                            rel: prefix.clone(),
+                            data: ItemData::Dir,
+                            mode: target.mode,
+                        });
+                    }
+                    add_context_tree(ctx, &target.rel, &prefix, &exclude, &mut sel)?;
+                }
+                _ => {
+                    if excluded(&exclude, &m.rel) {
+                        continue;
+                    }
+                    add_context_entry(ctx, target, prefix, &mut sel)?;
+                }
+            }
+        }
+    }
+    Ok(sel)
+}
+
+fn excluded(exclude: &Option<Dockerignore>, rel: &str) -> bool {
+    exclude.as_ref().is_some_and(|m| m.is_excluded(rel))
+}
+
+fn add_context_tree(
+    ctx: &Context,
+    dir_rel: &str,
+    prefix: &str,
+    exclude: &Option<Dockerignore>,
+    sel: &mut Selection,
+) -> Result<(), BuildError> {
+    let strip = if dir_rel.is_empty() {
+        0
+    } else {
+        dir_rel.len() + 1
+    };
+    for e in ctx.children_of(dir_rel) {
+        if excluded(exclude, &e.rel) {
+            continue;
+        }
+        let below = &e.rel[strip..];
+        let rel = if prefix.is_empty() {
+            below.to_string()
+        } else {
+            format!("{prefix}/{below}")
+        };
+        add_context_entry(ctx, e, rel, sel)?;
+    }
+    Ok(())
+}
+
+fn add_context_entry(
+    ctx: &Context,
+    e: &ContextEntry,
+    rel: String,
+    sel: &mut Selection,
+) -> Result<(), BuildError> {
+    let data = match e.kind {
+        EntryKind::Dir => {
+            sel.hasher.add(&format!("d {rel} {:o}", e.mode));
+            ItemData::Dir
+        }
+        EntryKind::Symlink => {
+            let t = e.link_target.clone().unwrap_or_default();
+            sel.hasher.add(&format!("l {rel} {t}"));
+            ItemData::Symlink(t)
+        }
+        EntryKind::File => {
+            let digest = ctx.file_digest(e)?;
+            sel.hasher.add(&format!("f {rel} {:o} {digest}", e.mode));
+            ItemData::HostFile(ctx.host_path(e))
+        }
+    };
+    sel.items.push(Item {
+        rel,
+        data,
+        mode: e.mode,
+    });
+    Ok(())
+}
+
+/// Selects sources from another stage's or an image's filesystem mounted at
+/// `root` on the host. Patterns may be used in the last path component.
+pub fn select_tree(
+    root: &Path,
+    sources: &[String],
+    excludes: &[String],
+    parents: bool,
+) -> Result<Selection, BuildError> {
+    let exclude = matcher(excludes)?;
+    let mut sel = Selection {
+        needs_dir: sources.len() > 1,
+        ..Selection::default()
+    };
+    for raw in sources {
+        let src = clean_source(raw);
+        sel.hasher.add(&format!("src {src}"));
+        let candidates: Vec<String> = if has_glob(basename(&src)) {
+            sel.needs_dir = true;
+            let (dir, pat) = src.rsplit_once('/').unwrap_or(("", src.as_str()));
+            let pattern = Dockerignore::from_patterns(&[pat])
+                .map_err(|e| BuildError::Context(e.to_string()))?;
+            let host_dir = rootfs::resolve_in_root(root, dir)
+                .map_err(|e| BuildError::io(&root.join(dir), e))?;
+            let mut names: Vec<String> = match host_dir {
+                None => Vec::new(),
+                Some(host_dir) => fs::read_dir(&host_dir)
+                    .map_err(|e| BuildError::io(&host_dir, e))?
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .filter(|n| pattern.patterns().iter().any(|p| p.matches(n)))
+                    .collect(),
+            };
+            names.sort();
+            names
+                .into_iter()
+                .map(|n| {
+                    if dir.is_empty() {
+                        n
+                    } else {
+                        format!("{dir}/{n}")
+                    }
+                })
+                .collect()
+        } else {
+            vec![src.clone()]
+        };
+        let mut found = false;
+        for cand in candidates {
+            let Some(host) = rootfs::resolve_in_root(root, &cand)
+                .map_err(|e| BuildError::io(&root.join(&cand), e))?
+            else {
+                continue;
+            };
+            found = true;
+            let meta = fs::metadata(&host).map_err(|e| BuildError::io(&host, e))?;
+            let prefix = if parents {
+                cand.clone()
+            } else if meta.is_dir() {
+                String::new()
+            } else {
+                basename(&cand).to_string()
+            };
+            if meta.is_dir() {
+                sel.needs_dir = true;
+                if parents && !prefix.is_empty() {
+                    sel.items.push(Item {
+                        rel: prefix.clone(),
+                        data: ItemData::Dir,
+                        mode: meta.permissions().mode() & 0o7777,
+                    });
+                }
+                walk_host(&host, "", &prefix, &cand, &exclude, &mut sel)?;
+            } else if !excluded(&exclude, &cand) {
+                sel.hasher.add(&format!("f {prefix}"));
+                sel.items.push(Item {
+                    rel: prefix,
+                    data: ItemData::HostFile(host),
+                    mode: meta.permissions().mode() & 0o7777,
+                });
+            }
+        }
+        if !found {
+            return Err(BuildError::Context(format!(
+                "failed to compute cache key: \"/{src}\": not found"
+            )));
+        }
+    }
+    Ok(sel)
+}
+
+fn walk_host(
+    host_dir: &Path,
+    below: &str,
+    prefix: &str,
+    src_rel: &str,
+    exclude: &Option<Dockerignore>,
+    sel: &mut Selection,
+) -> Result<(), BuildError> {
+    let dir = if below.is_empty() {
+        host_dir.to_path_buf()
+    } else {
+        host_dir.join(below)
+    };
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .map_err(|e| BuildError::io(&dir, e))?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let name = name.to_string_lossy().into_owned();
+        let child_below = if below.is_empty() {
+            name.clone()
+        } else {
+            format!("{below}/{name}")
+        };
+        if excluded(exclude, &format!("{src_rel}/{child_below}")) {
+            continue;
+        }
+        let rel = if prefix.is_empty() {
+            child_below.clone()
+        } else {
+            format!("{prefix}/{child_below}")
+        };
+        let path = host_dir.join(&child_below);
+        let meta = fs::symlink_metadata(&path).map_err(|e| BuildError::io(&path, e))?;
+        let mode = meta.mode() & 0o7777;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            sel.items.push(Item {
+                rel,
+                data: ItemData::Dir,
+                mode,
+            });
+            walk_host(host_dir, &child_below, prefix, src_rel, exclude, sel)?;
+        } else if ft.is_symlink() {
+            let t = fs::read_link(&path).map_err(|e| BuildError::io(&path, e))?;
+            sel.items.push(Item {
+                rel,
+                data: ItemData::Symlink(t.to_string_lossy().into_owned()),
+                mode,
+            });
+        } else if ft.is_file() {
+            sel.items.push(Item {
+                rel,
+                data: ItemData::HostFile(path),
+                mode,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `--chmod`: octal, or symbolic (`u+x,go=r`) applied to each item's mode.
+#[derive(Debug, Clone)]
+pub enum ModeChange {
+    Octal(u32),
+    Symbolic(String),
+}
+
+impl ModeChange {
+    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        match self {
+            ModeChange::Octal(m) => *m,
+            ModeChange::Symbolic(s) => apply_symbolic(s, mode, is_dir),
+        }
+    }
+}
+
+fn apply_symbolic(spec: &str, mut mode: u32, is_dir: bool) -> u32 {
+    for clause in spec.split(',') {
+        let who_end = clause.find(['+', '-', '=']).unwrap_or(clause.len());
+        let (who, rest) = clause.split_at(who_end);
+        let mut mask = 0u32;
+        for c in who.chars() {
+            mask |= match c {
+                'u' => 0o4700,
+                'g' => 0o2070,
+                'o' => 0o1007,
+                'a' => 0o7777,
+                _ => 0,
+            };
+        }
+        if who.is_empty() {
+            mask = 0o7777;
+        }
+        let mut chars = rest.chars().peekable();
+        while let Some(op) = chars.next() {
+            let mut bits = 0u32;
+            while let Some(&c) = chars.peek() {
+                if matches!(c, '+' | '-' | '=') {
+                    break;
+                }
+                chars.next();
+                bits |= match c {
+                    'r' => 0o444,
+                    'w' => 0o222,
+                    'x' => 0o111,
+                    'X' if is_dir || mode & 0o111 != 0 => 0o111,
+                    's' => 0o6000,
+                    't' => 0o1000,
+                    _ => 0,
+                };
+            }
+            let bits = bits & mask;
+            match op {
+                '+' => mode |= bits,
+                '-' => mode &= !bits,
+                '=' => mode = (mode & !(mask & 0o7777)) | bits,
+                _ => {}
+            }
+        }
+    }
+    mode & 0o7777
+}
+
+/// How the selected items land in the image.
+pub struct Placement {
+    /// Absolute destination path in the image.
+    pub dest: String,
+    pub owner: Option<(u32, u32)>,
+    pub chmod: Option<ModeChange>,
+}
+
+/// Writes `sel` into the image filesystem at `root` (a host directory: the
+/// merged mount of the step's snapshot).
+pub fn write_into(root: &Path, sel: &Selection, place: &Placement) -> Result<(), BuildError> {
+    let dest_trimmed = place.dest.trim_end_matches('/');
+    let dest_is_dir = sel.needs_dir
+        || place.dest.ends_with('/')
+        || rootfs::resolve_in_root(root, dest_trimmed)
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.is_dir())
+        || sel.items.is_empty();
+    let dest_rel = dest_trimmed.trim_start_matches('/').to_string();
+    let (uid, gid) = place.owner.unwrap_or((0, 0));
+    // Names in the stream: the destination joined with each item.
+    let name_of = |item: &Item| -> String {
+        if dest_is_dir {
+            if item.rel.is_empty() {
+                dest_rel.clone()
+            } else if dest_rel.is_empty() {
+                item.rel.clone()
+            } else {
+                format!("{dest_rel}/{}", item.rel)
+            }
+        } else {
+            dest_rel.clone()
+        }
+    };
+    let create_dest_dir =
+        dest_is_dir && !dest_rel.is_empty() && !rootfs::exists_in_root(root, &dest_rel);
+    let items: Vec<(String, Item)> = sel.items.iter().map(|i| (name_of(i), i.clone())).collect();
+    let chmod = place.chmod.clone();
+    let (reader, writer) = io::pipe().map_err(|e| BuildError::io(root, e))?;
+    let producer = std::thread::spawn(move || -> io::Result<()> {
+        let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, writer));
+        tar.mode(tar::HeaderMode::Deterministic);
+        let header_for = |kind: tar::EntryType, mode: u32, size: u64| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(u64::from(uid));
+            h.set_gid(u64::from(gid));
+            h.set_size(size);
+            h.set_mtime(0);
+            h
+        };
+        if create_dest_dir {
+            let mode = chmod.as_ref().map_or(0o755, |c| c.apply(0o755, true));
+            let mut h = header_for(tar::EntryType::Directory, mode, 0);
+            tar.append_data(&mut h, format!("{dest_rel}/"), io::empty())?;
+        }
+        for (name, item) in items {
+            if name.is_empty() {
+                continue;
+            }
+            match &item.data {
+                ItemData::Dir => {
+                    let mode = chmod
+                        .as_ref()
+                        .map_or(item.mode, |c| c.apply(item.mode, true));
+                    let mut h = header_for(tar::EntryType::Directory, mode, 0);
+                    tar.append_data(&mut h, format!("{name}/"), io::empty())?;
+                }
+                ItemData::Symlink(target) => {
+                    let mut h = header_for(tar::EntryType::Symlink, 0o777, 0);
+                    tar.append_link(&mut h, &name, target)?;
+                }
+                ItemData::HostFile(path) => {
+                    let f = fs::File::open(path)?;
+                    let size = f.metadata()?.len();
+                    let mode = chmod
+                        .as_ref()
+                        .map_or(item.mode, |c| c.apply(item.mode, false));
+                    let mut h = header_for(tar::EntryType::Regular, mode, size);
+                    // A file that changes size while read is an error, not a
+                    // corrupt stream: take exactly `size` bytes.
+                    let mut limited = f.take(size);
+                    tar.append_data(&mut h, &name, &mut limited)?;
+                }
+                ItemData::Bytes(bytes) => {
+                    let mode = chmod
+                        .as_ref()
+                        .map_or(item.mode, |c| c.apply(item.mode, false));
+                    let mut h = header_for(tar::EntryType::Regular, mode, bytes.len() as u64);
+                    tar.append_data(&mut h, &name, bytes.as_slice())?;
+                }
+            }
+        }
+        tar.into_inner()?.flush()
+    });
+    let opts = ApplyOptions {
+        whiteouts: WhiteoutMode::Delete,
+        ..ApplyOptions::default()
+    };
+    let applied = apply_layer(io::BufReader::new(reader), root, &opts);
+    let produced = producer
+        .join()
+        .map_err(|_| BuildError::Context("copy writer thread panicked".to_string()))?;
+    produced.map_err(|e| BuildError::Copy(format!("reading sources: {e}")))?;
+    applied.map_err(|e| BuildError::Copy(format!("{e:#}")))?;
+    Ok(())
+}
+
+/// Extracts a local tar archive (plain, gzip or zstd) into `dest` inside the
+/// image root, as ADD does; files keep the archive's owners.
+pub fn extract_archive(root: &Path, archive: &Path, dest: &str) -> Result<(), BuildError> {
+    let dest_rel = dest.trim_matches('/');
+    let target = if dest_rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        if !rootfs::exists_in_root(root, dest_rel) {
+            // Make the directory (and parents) through an empty stream entry.
+            let sel = Selection {
+                needs_dir: true,
+                ..Selection::default()
+            };
+            write_into(
+                root,
+                &sel,
+                &Placement {
+                    dest: format!("/{dest_rel}/"),
+                    owner: None,
+                    chmod: None,
+                },
+            )?;
+        }
+        rootfs::resolve_in_root(root, dest_rel)
+            .map_err(|e| BuildError::io(&root.join(dest_rel), e))?
+            .ok_or_else(|| BuildError::Copy(format!("{dest}: not found after creating it")))?
+    };
+    let file = fs::File::open(archive).map_err(|e| BuildError::io(archive, e))?;
+    let opts = ApplyOptions {
+        whiteouts: WhiteoutMode::Delete,
+        ..ApplyOptions::default()
+    };
+    apply_layer(io::BufReader::new(file), &target, &opts)
+        .map_err(|e| BuildError::Copy(format!("extracting {}: {e:#}", archive.display())))?;
+    Ok(())
+}
+
+/// True when a file looks like a tar archive ADD should unpack: gzip, zstd
+/// or a plain tar header (bzip2 and xz are detected to refuse them clearly).
+pub fn archive_kind(path: &Path) -> io::Result<Option<&'static str>> {
+    let mut f = fs::File::open(path)?;
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        let r = f.read(&mut head[n..])?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    let head = &head[..n];
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip")
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd")
+    } else if head.starts_with(b"BZh") {
+        Some("bzip2")
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some("xz")
+    } else if n >= 262 && &head[257..262] == b"ustar" {
+        Some("tar")
+    } else {
+        None
+    })
+}
