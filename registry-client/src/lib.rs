@@ -1,3 +1,49 @@
-//! berth-registry-client owns talking to registries: auth challenges, tokens,
-//! credentials, and pull/push with concurrency, resume, retries and progress.
-//! It is filled in by the registry-client issue.
+//! berth-registry-client owns talking to registries: finding a registry's
+//! endpoint and auth challenge, credentials (docker config.json, containers
+//! auth.json, credential helpers), bearer tokens, and moving images with
+//! bounded concurrency, Range resume, retries and progress events.
+//!
+//! Two layers:
+//! - [`Repository`]: one repository's distribution API (manifests with the
+//!   right `Accept`, blobs into the store or any writer with digest
+//!   verification, uploads, mounts, tags), auth handled inside.
+//! - [`Client::pull`], [`Client::push`], [`Client::copy`]: whole images.
+//!
+//! ```no_run
+//! # async fn demo(store: &berth_oci::Store) -> Result<(), berth_registry_client::Error> {
+//! use berth_registry_client::{Client, ClientOptions, PullOptions};
+//! let client = Client::new(ClientOptions::default())?;
+//! let reference = berth_oci::Reference::parse("busybox")?;
+//! let pulled = client.pull(store, &reference, &PullOptions::default()).await?;
+//! println!("{}", pulled.descriptor.digest);
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod copy;
+pub mod credentials;
+mod error;
+pub mod progress;
+mod pull;
+mod push;
+mod repository;
+mod transport;
+
+pub use auth::{Challenge, parse_challenge};
+pub use credentials::{Credential, CredentialStore};
+pub use error::{Error, Result};
+pub use progress::{Event, NoProgress, Progress, SkipReason};
+pub use pull::{PullOptions, Pulled, remote_reference};
+pub use push::PushOptions;
+pub use repository::{MANIFEST_ACCEPT, MountOutcome, RemoteManifest, Repository};
+pub use transport::{Client, ClientOptions, Endpoint, api_host};
+
+/// Runs a future to completion on a new multi-threaded runtime, for callers
+/// that are not async themselves (the CLI).
+pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Task(format!("cannot start the async runtime: {e}")))?;
+    Ok(runtime.block_on(future))
+}

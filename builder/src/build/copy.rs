@@ -616,41 +616,144 @@ pub fn extract_archive(root: &Path, archive: &Path, dest: &str) -> Result<(), Bu
             .map_err(|e| BuildError::io(&root.join(dest_rel), e))?
             .ok_or_else(|| BuildError::Copy(format!("{dest}: not found after creating it")))?
     };
-    let file = fs::File::open(archive).map_err(|e| BuildError::io(archive, e))?;
+    let kind = archive_kind(archive).map_err(|e| BuildError::io(archive, e))?;
+    let file = io::BufReader::new(fs::File::open(archive).map_err(|e| BuildError::io(archive, e))?);
     let opts = ApplyOptions {
         whiteouts: WhiteoutMode::Delete,
         ..ApplyOptions::default()
     };
-    apply_layer(io::BufReader::new(file), &target, &opts)
+    // The extractor itself recognises gzip, zstd and plain tar.
+    let reader: Box<dyn Read + Send> = match kind {
+        Some("bzip2") => Box::new(bzip2::read::MultiBzDecoder::new(file)),
+        Some("xz") => Box::new(liblzma::read::XzDecoder::new_multi_decoder(file)),
+        _ => Box::new(file),
+    };
+    apply_layer(io::BufReader::new(reader), &target, &opts)
         .map_err(|e| BuildError::Copy(format!("extracting {}: {e:#}", archive.display())))?;
     Ok(())
 }
 
-/// True when a file looks like a tar archive ADD should unpack: gzip, zstd
-/// or a plain tar header (bzip2 and xz are detected to refuse them clearly).
+/// What kind of archive ADD should unpack a file as: gzip, zstd, bzip2, xz
+/// or plain tar (by content, not name), or None for a plain file. A
+/// compressed file whose content is not a tar is a plain file, as in Docker.
 pub fn archive_kind(path: &Path) -> io::Result<Option<&'static str>> {
-    let mut f = fs::File::open(path)?;
-    let mut head = [0u8; 512];
-    let mut n = 0;
-    while n < head.len() {
-        let r = f.read(&mut head[n..])?;
-        if r == 0 {
-            break;
-        }
-        n += r;
-    }
-    let head = &head[..n];
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Some("gzip")
+    let mut head = Vec::with_capacity(512);
+    fs::File::open(path)?.take(512).read_to_end(&mut head)?;
+    let kind = if head.starts_with(&[0x1f, 0x8b]) {
+        "gzip"
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Some("zstd")
+        "zstd"
     } else if head.starts_with(b"BZh") {
-        Some("bzip2")
+        "bzip2"
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Some("xz")
-    } else if n >= 262 && &head[257..262] == b"ustar" {
-        Some("tar")
+        "xz"
     } else {
-        None
-    })
+        return Ok(is_tar_header(&head).then_some("tar"));
+    };
+    let file = io::BufReader::new(fs::File::open(path)?);
+    let mut decoded: Box<dyn Read> = match kind {
+        "gzip" => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        "zstd" => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
+        "bzip2" => Box::new(bzip2::read::MultiBzDecoder::new(file)),
+        _ => Box::new(liblzma::read::XzDecoder::new_multi_decoder(file)),
+    };
+    let mut inner = Vec::with_capacity(512);
+    // A corrupt stream is not an archive either: copy it as it is.
+    if decoded.by_ref().take(512).read_to_end(&mut inner).is_err() {
+        return Ok(None);
+    }
+    Ok(is_tar_header(&inner).then_some(kind))
+}
+
+/// A tar header: 512 bytes whose checksum field matches (ustar, GNU and v7).
+fn is_tar_header(block: &[u8]) -> bool {
+    if block.len() < 512 || block.iter().all(|&b| b == 0) {
+        return false;
+    }
+    let field = &block[148..156];
+    let text: String = field
+        .iter()
+        .take_while(|&&b| b != 0 && b != b' ')
+        .map(|&b| b as char)
+        .collect();
+    let Ok(stored) = u32::from_str_radix(text.trim(), 8) else {
+        return false;
+    };
+    let sum: u32 = block[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) })
+        .sum();
+    sum == stored
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_cleaned_like_buildkit() {
+        assert_eq!(clean_source("./src/"), "src");
+        assert_eq!(clean_source("/a/./b/../c"), "a/c");
+        assert_eq!(clean_source("../../etc/passwd"), "etc/passwd");
+        assert_eq!(clean_source("."), "");
+    }
+
+    #[test]
+    fn symbolic_chmod() {
+        assert_eq!(apply_symbolic("u+x", 0o644, false), 0o744);
+        assert_eq!(apply_symbolic("go-r", 0o644, false), 0o600);
+        assert_eq!(apply_symbolic("a=r", 0o755, false), 0o444);
+        assert_eq!(apply_symbolic("u=rwx,g=rx,o=", 0o600, false), 0o750);
+        assert_eq!(apply_symbolic("a+X", 0o644, true), 0o755);
+        assert_eq!(apply_symbolic("a+X", 0o644, false), 0o644);
+        assert_eq!(ModeChange::Octal(0o700).apply(0o644, false), 0o700);
+    }
+
+    fn tar_bytes() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "f", &b"hi"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn archives_are_recognised_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = dir.path().join("a.tar");
+        fs::write(&tar, tar_bytes()).unwrap();
+        assert_eq!(archive_kind(&tar).unwrap(), Some("tar"));
+
+        let gz = dir.path().join("a.bin");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&tar_bytes()).unwrap();
+        fs::write(&gz, enc.finish().unwrap()).unwrap();
+        assert_eq!(archive_kind(&gz).unwrap(), Some("gzip"));
+
+        // A compressed file that is not a tar is copied, not unpacked.
+        let gz_text = dir.path().join("notes.txt.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&[b'x'; 600]).unwrap();
+        fs::write(&gz_text, enc.finish().unwrap()).unwrap();
+        assert_eq!(archive_kind(&gz_text).unwrap(), None);
+
+        let bz = dir.path().join("a.tbz");
+        let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        enc.write_all(&tar_bytes()).unwrap();
+        fs::write(&bz, enc.finish().unwrap()).unwrap();
+        assert_eq!(archive_kind(&bz).unwrap(), Some("bzip2"));
+
+        let xz = dir.path().join("a.txz");
+        let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        enc.write_all(&tar_bytes()).unwrap();
+        fs::write(&xz, enc.finish().unwrap()).unwrap();
+        assert_eq!(archive_kind(&xz).unwrap(), Some("xz"));
+
+        let plain = dir.path().join("plain.txt");
+        fs::write(&plain, "just text").unwrap();
+        assert_eq!(archive_kind(&plain).unwrap(), None);
+    }
 }

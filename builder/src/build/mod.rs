@@ -1146,18 +1146,12 @@ fn add_with_archives(
     let mut archives = Vec::new();
     for item in &sel.items {
         if let copy::ItemData::HostFile(p) = &item.data {
-            match copy::archive_kind(p).map_err(|e| BuildError::io(p, e))? {
-                Some("bzip2") | Some("xz") => {
-                    return Err(BuildError::Copy(format!(
-                        "{}: bzip2 and xz archives are not supported yet",
-                        p.display()
-                    )));
-                }
-                Some(_) => {
-                    archives.push(p.clone());
-                    continue;
-                }
-                None => {}
+            if copy::archive_kind(p)
+                .map_err(|e| BuildError::io(p, e))?
+                .is_some()
+            {
+                archives.push(p.clone());
+                continue;
             }
         }
         plain.items.push(item.clone());

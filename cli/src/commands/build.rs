@@ -189,7 +189,7 @@ impl Progress for TtyProgress {
                 bar.set_style(style);
                 let mut title = name.to_string();
                 if title.len() > 70 {
-                    title.truncate(title.floor_char_boundary(67));
+                    title.truncate(char_boundary(&title, 67));
                     title.push_str("...");
                 }
                 bar.set_prefix(title);
@@ -212,7 +212,7 @@ impl Progress for TtyProgress {
                 {
                     let mut line = line.to_string();
                     if line.len() > 60 {
-                        line.truncate(line.floor_char_boundary(60));
+                        line.truncate(char_boundary(&line, 60));
                     }
                     b.set_message(line);
                 }
@@ -245,6 +245,14 @@ impl Progress for TtyProgress {
             }
         }
     }
+}
+
+/// The largest char boundary of `s` at or below `at`.
+fn char_boundary(s: &str, at: usize) -> usize {
+    (0..=at.min(s.len()))
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0)
 }
 
 fn parse_duration(s: &str) -> anyhow::Result<Duration> {

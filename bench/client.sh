@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Registry client: berth pull/push against skopeo copy, both talking to the
+# same local docker-registry (distribution) over plain HTTP on 127.0.0.1.
+#
+#   push : berth push (from its store)        vs  skopeo copy oci:LAYOUT docker://
+#   pull : berth pull (into an empty store)   vs  skopeo copy docker:// oci:EMPTY
+#
+# for a single-layer image of SIZE_MIB (default 512) and an image of LAYERS
+# (default 64) layers of LAYER_MIB (default 4) each. Layers are gzip'd tars of
+# random data (so neither tool recompresses). Every push goes to a new
+# repository so nothing is skipped as already present. Then the peak RSS of
+# `berth pull` of one RSS_MIB (default 1024) layer (target: < 64 MiB).
+#
+# Each command runs ROUNDS times (hyperfine); the table shows medians and the
+# ratio berth/peer (below 1 means berth is faster).
+#
+# Environment: ROUNDS (default 5), SIZE_MIB, LAYERS, LAYER_MIB, RSS_MIB,
+# BENCH_DIR (parent of the scratch dir, default /var/tmp), BERTH (a prebuilt
+# binary; default: cargo build --release).
+# Needs: cargo, docker-registry, skopeo, hyperfine, jq, gzip, tar, GNU time.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-5}
+SIZE_MIB=${SIZE_MIB:-512}
+LAYERS=${LAYERS:-64}
+LAYER_MIB=${LAYER_MIB:-4}
+RSS_MIB=${RSS_MIB:-1024}
+BENCH_DIR=${BENCH_DIR:-/var/tmp}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+for tool in docker-registry skopeo hyperfine jq gzip tar; do
+    command -v "$tool" >/dev/null || { echo "client.sh: $tool is not installed" >&2; exit 1; }
+done
+[ -x /usr/bin/time ] || { echo "client.sh: GNU time (/usr/bin/time) is not installed" >&2; exit 1; }
+
+if [ -z "${BERTH:-}" ]; then
+    echo "== building berth (release)" >&2
+    (cd "$ROOT" && cargo build --release -p berth >&2)
+    BERTH="$ROOT/target/release/berth"
+fi
+
+WORK=$(mktemp -d "$BENCH_DIR/berth-bench-client.XXXXXX")
+REG_PID=
+cleanup() {
+    [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- the registry -------------------------------------------------------------
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HOST=127.0.0.1:$PORT
+cat >"$WORK/registry.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry
+http:
+  addr: $HOST
+EOF
+docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+REG_PID=$!
+for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    sleep 0.1
+done
+
+# --- the images ---------------------------------------------------------------
+# make_image LAYOUT NAME COUNT MIB: an OCI layout holding NAME (ref.name) with
+# COUNT gzip layers, each a tar of one file of MIB MiB of random data.
+make_image() {
+    local layout=$1 name=$2 count=$3 mib=$4 i
+    mkdir -p "$layout/blobs/sha256" "$WORK/gen"
+    echo '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
+    local layers='[]' diffs='[]'
+    for i in $(seq "$count"); do
+        head -c $((mib * 1024 * 1024)) /dev/urandom >"$WORK/gen/data"
+        tar -C "$WORK/gen" -cf "$WORK/gen/layer.tar" data
+        local diff gz size
+        diff=$(sha256sum "$WORK/gen/layer.tar" | cut -d' ' -f1)
+        gzip -1 -c "$WORK/gen/layer.tar" >"$WORK/gen/layer.tgz"
+        gz=$(sha256sum "$WORK/gen/layer.tgz" | cut -d' ' -f1)
+        size=$(stat -c %s "$WORK/gen/layer.tgz")
+        mv "$WORK/gen/layer.tgz" "$layout/blobs/sha256/$gz"
+        layers=$(jq -c --arg d "sha256:$gz" --argjson s "$size" \
+            '. + [{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":$d,"size":$s}]' <<<"$layers")
+        diffs=$(jq -c --arg d "sha256:$diff" '. + [$d]' <<<"$diffs")
+    done
+    rm -rf "$WORK/gen"
+    local config manifest cd md
+    config=$(jq -c -n --argjson diffs "$diffs" \
+        '{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":$diffs}}')
+    cd=$(printf '%s' "$config" | sha256sum | cut -d' ' -f1)
+    printf '%s' "$config" >"$layout/blobs/sha256/$cd"
+    manifest=$(jq -c -n --arg cd "sha256:$cd" --argjson cs "${#config}" --argjson layers "$layers" \
+        '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":$cd,"size":$cs},"layers":$layers}')
+    md=$(printf '%s' "$manifest" | sha256sum | cut -d' ' -f1)
+    printf '%s' "$manifest" >"$layout/blobs/sha256/$md"
+    jq -c -n --arg md "sha256:$md" --argjson ms "${#manifest}" --arg name "$name" \
+        '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":$md,"size":$ms,"annotations":{"org.opencontainers.image.ref.name":$name}}]}' \
+        >"$layout/index.json"
+}
+
+echo "== making images: 1 x ${SIZE_MIB} MiB, ${LAYERS} x ${LAYER_MIB} MiB, 1 x ${RSS_MIB} MiB" >&2
+make_image "$WORK/big" big:latest 1 "$SIZE_MIB"
+make_image "$WORK/many" many:latest "$LAYERS" "$LAYER_MIB"
+make_image "$WORK/huge" huge:latest 1 "$RSS_MIB"
+
+# berth's store holds the images to push, tagged for the registry.
+BROOT="$WORK/berth-store"
+for img in big many; do
+    tar -C "$WORK/$img" -cf "$WORK/$img.tar" .
+    "$BERTH" --root "$BROOT" load -i "$WORK/$img.tar" >/dev/null
+    "$BERTH" --root "$BROOT" tag "$img:latest" "$HOST/src/$img:1"
+    rm "$WORK/$img.tar"
+    # The copy to pull from, pushed once by skopeo.
+    skopeo copy -q --dest-tls-verify=false "oci:$WORK/$img:$img:latest" "docker://$HOST/src/$img:1"
+done
+skopeo copy -q --dest-tls-verify=false "oci:$WORK/huge:huge:latest" "docker://$HOST/src/huge:1"
+
+RESULTS="$WORK/results"
+mkdir "$RESULTS"
+COUNTER="$WORK/counter"
+echo 0 >"$COUNTER"
+
+bench() {
+    local name=$1 prepare=$2 cmd=$3
+    echo "== $name" >&2
+    hyperfine --runs "$ROUNDS" --warmup 0 --shell bash --style basic \
+        --prepare "$prepare" --export-json "$RESULTS/$name.json" "$cmd" >&2
+    jq -r '.results[0].median' "$RESULTS/$name.json"
+}
+
+# Each push goes to a fresh repository: $(cat counter) changes per round.
+# skopeo remembers which repositories hold a blob (its blob-info cache) and
+# would mount instead of uploading: the cache is cleared before its rounds.
+next='echo $(( $(cat '"$COUNTER"') + 1 )) >'"$COUNTER"
+forget='rm -f /var/lib/containers/cache/blob-info-cache-v1.* "${XDG_DATA_HOME:-$HOME/.local/share}"/containers/cache/blob-info-cache-v1.*'
+
+declare -A T
+for img in big many; do
+    T[berth_push_$img]=$(bench "berth-push-$img" "$next" \
+        "$BERTH --root $BROOT --insecure-registry $HOST push -q $HOST/src/$img:1 $HOST/berth-\$(cat $COUNTER)/$img:1 >/dev/null")
+    T[skopeo_push_$img]=$(bench "skopeo-push-$img" "$next; $forget" \
+        "skopeo copy -q --dest-tls-verify=false oci:$WORK/$img:$img:latest docker://$HOST/skopeo-\$(cat $COUNTER)/$img:1")
+    T[berth_pull_$img]=$(bench "berth-pull-$img" "rm -rf $WORK/pull" \
+        "$BERTH --root $WORK/pull --insecure-registry $HOST pull -q $HOST/src/$img:1 >/dev/null")
+    T[skopeo_pull_$img]=$(bench "skopeo-pull-$img" "rm -rf $WORK/pull; $forget" \
+        "skopeo copy -q --src-tls-verify=false docker://$HOST/src/$img:1 oci:$WORK/pull:x")
+done
+
+rss() {
+    rm -rf "$WORK/pull"
+    /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1
+}
+berth_rss=$(rss "$BERTH" --root "$WORK/pull" --insecure-registry "$HOST" pull -q "$HOST/src/huge:1")
+skopeo_rss=$(rss skopeo copy -q --src-tls-verify=false "docker://$HOST/src/huge:1" "oci:$WORK/pull:x")
+rm -rf "$WORK/pull"
+
+row() {
+    awk -v op="$1" -v b="$2" -v peer="$3" -v p="$4" \
+        'BEGIN { printf "| %-30s | %14.2f | %-28s | %13.2f | %16.2f |\n", op, b, peer, p, b / p }'
+}
+echo
+printf 'docker-registry on %s; %d rounds each, median seconds; %s cores\n' "$HOST" "$ROUNDS" "$(nproc)"
+echo
+echo "| operation                      | berth median s | peer                         | peer median s | ratio berth/peer |"
+echo "|--------------------------------|----------------|------------------------------|---------------|------------------|"
+row "push 1 x ${SIZE_MIB} MiB" "${T[berth_push_big]}" "skopeo copy oci: docker://" "${T[skopeo_push_big]}"
+row "pull 1 x ${SIZE_MIB} MiB" "${T[berth_pull_big]}" "skopeo copy docker:// oci:" "${T[skopeo_pull_big]}"
+row "push ${LAYERS} x ${LAYER_MIB} MiB" "${T[berth_push_many]}" "skopeo copy oci: docker://" "${T[skopeo_push_many]}"
+row "pull ${LAYERS} x ${LAYER_MIB} MiB" "${T[berth_pull_many]}" "skopeo copy docker:// oci:" "${T[skopeo_pull_many]}"
+echo
+printf 'peak RSS pulling 1 x %d MiB layer: berth %d MiB (target < 64), skopeo %d MiB\n' \
+    "$RSS_MIB" $((berth_rss / 1024)) $((skopeo_rss / 1024))
