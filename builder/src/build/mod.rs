@@ -22,14 +22,15 @@ pub mod context;
 pub mod copy;
 pub mod fetch;
 pub mod progress;
+pub mod remote_cache;
 pub mod rootfs;
 pub mod run;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
@@ -84,10 +85,10 @@ pub enum BuildError {
         /// The last lines the step printed.
         output: Vec<String>,
     },
-    #[error(
-        "base image {0} is not in the local store (pulling from a registry is not available yet: load it with `berth load` first)"
-    )]
+    #[error("base image {0} is not in the local store")]
     MissingImage(String),
+    #[error("pulling {image}: {message}")]
+    Pull { image: String, message: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -98,6 +99,23 @@ impl BuildError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+/// How the build reaches registries for base images missing locally (and
+/// for all of them with `pull`).
+#[derive(Clone)]
+pub struct Registry {
+    pub client: berth_registry_client::Client,
+    /// Pull every base image even when it is in the store (`--pull`).
+    pub always_pull: bool,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("always_pull", &self.always_pull)
+            .finish()
     }
 }
 
@@ -138,6 +156,15 @@ pub struct BuildRequest {
     /// Keep file times in new layers (`--timestamps=keep`).
     pub keep_timestamps: bool,
     pub compression: Compression,
+    /// None: base images must be in the local store.
+    pub registry: Option<Registry>,
+    /// `--cache-to`: where to export the build cache.
+    pub cache_to: Vec<remote_cache::CacheSpec>,
+    /// `--cache-from`: caches to import (only their indexes are read first).
+    pub cache_from: Vec<remote_cache::CacheSpec>,
+    /// Leave layers found in an imported cache where they are when only the
+    /// final image needs them (it is pushed, and the registry mounts them).
+    pub lazy_layers: bool,
 }
 
 impl BuildRequest {
@@ -158,6 +185,10 @@ impl BuildRequest {
             source_date_epoch: 0,
             keep_timestamps: false,
             compression: Compression::Gzip,
+            registry: None,
+            cache_to: Vec::new(),
+            cache_from: Vec::new(),
+            lazy_layers: false,
         }
     }
 }
@@ -172,6 +203,12 @@ pub struct BuildOutcome {
     pub image_id: Digest,
     pub steps: usize,
     pub cached: usize,
+    /// Layers fetched from imported caches, and their bytes.
+    pub fetched_layers: usize,
+    pub fetched_bytes: u64,
+    /// Layers of the image that are not in the store (with `lazy_layers`):
+    /// where each can be mounted or fetched from.
+    pub remote_layers: Vec<(Descriptor, remote_cache::LayerSource)>,
 }
 
 /// A finished stage: what a later stage builds on or copies from.
@@ -198,6 +235,13 @@ struct Shared<'a> {
     cached: AtomicUsize,
     results: Mutex<Vec<Option<Arc<StageResult>>>>,
     work: PathBuf,
+    imported: remote_cache::Imported,
+    /// Layer digest → index of the imported cache it can be fetched from.
+    layer_sources: Mutex<HashMap<Digest, usize>>,
+    /// Every layer step's result, by stage, for `--cache-to`.
+    records: Mutex<Vec<(usize, remote_cache::ExportEntry)>>,
+    fetched_layers: AtomicUsize,
+    fetched_bytes: AtomicU64,
 }
 
 fn sha256_key(parts: &[&str]) -> Digest {
@@ -252,6 +296,17 @@ pub fn build(
     fs::create_dir_all(&work).map_err(|e| BuildError::io(&work, e))?;
     // Blobs written from here on must survive a concurrent `berth prune`.
     let _guard = store.writer_guard()?;
+    let client = req.registry.as_ref().map(|r| &r.client);
+    let imported = remote_cache::import(store, client, &req.cache_from)?;
+    if !req.cache_from.is_empty() {
+        progress.event(Event::Note {
+            message: &format!(
+                "imported build cache: {} entries from {} source(s)",
+                imported.entries.len(),
+                imported.sources.len()
+            ),
+        });
+    }
     let shared = Shared {
         store,
         snaps: Snapshotter::new(store),
@@ -266,13 +321,23 @@ pub fn build(
         cached: AtomicUsize::new(0),
         results: Mutex::new(vec![None; graph.stages.len()]),
         work: work.clone(),
+        imported,
+        layer_sources: Mutex::new(HashMap::new()),
+        records: Mutex::new(Vec::new()),
+        fetched_layers: AtomicUsize::new(0),
+        fetched_bytes: AtomicU64::new(0),
     };
     let result = run_stages(&shared);
     let _ = fs::remove_dir_all(&work);
     ctx.save_hash_cache();
     let target = result?;
     let outcome = write_image(&shared, &target)?;
-    Ok(outcome)
+    export_caches(&shared)?;
+    Ok(BuildOutcome {
+        fetched_layers: shared.fetched_layers.load(Ordering::SeqCst),
+        fetched_bytes: shared.fetched_bytes.load(Ordering::SeqCst),
+        ..outcome
+    })
 }
 
 /// Runs the stages the target needs, each as soon as its dependencies are
@@ -353,6 +418,8 @@ fn stage_result(shared: &Shared, index: usize) -> Result<Arc<StageResult>, Build
 
 /// The running state of one stage.
 struct StageState {
+    /// The stage's index in the graph.
+    index: usize,
     config: ImageConfig,
     layers: Vec<Descriptor>,
     key: Digest,
@@ -402,10 +469,6 @@ fn empty_config(platform: &Platform) -> ImageConfig {
 /// An image from the local store, for `platform` (`FROM --platform`) or
 /// the build's target platform.
 fn local_image(shared: &Shared, name: &str, platform: Option<&str>) -> Result<Image, BuildError> {
-    let resolved = shared
-        .store
-        .resolve(name)
-        .map_err(|_| BuildError::MissingImage(name.to_string()))?;
     let wanted = match platform {
         Some(p) => Platform::parse(p).map_err(BuildError::Invalid)?,
         None => shared.opts.target_platform.clone(),
@@ -415,7 +478,35 @@ fn local_image(shared: &Shared, name: &str, platform: Option<&str>) -> Result<Im
         &wanted.architecture,
         (!wanted.variant.is_empty()).then_some(wanted.variant.as_str()),
     );
-    Ok(shared.store.image(&resolved.descriptor, &platform)?)
+    let local = shared
+        .store
+        .resolve(name)
+        .ok()
+        .and_then(|r| shared.store.image(&r.descriptor, &platform).ok());
+    let registry = shared.req.registry.as_ref();
+    match (local, registry) {
+        (Some(image), r) if !r.is_some_and(|r| r.always_pull) => Ok(image),
+        (_, Some(registry)) => {
+            let reference = berth_oci::Reference::parse(name)
+                .map_err(|e| BuildError::Invalid(format!("base image {name}: {e}")))?;
+            let options = berth_registry_client::PullOptions {
+                platform: Some(platform.clone()),
+                all_platforms: false,
+            };
+            let pulled = berth_registry_client::block_on(registry.client.pull(
+                shared.store,
+                &reference,
+                &options,
+            ))
+            .and_then(|r| r)
+            .map_err(|e| BuildError::Pull {
+                image: name.to_string(),
+                message: anyhow_chain(&e),
+            })?;
+            Ok(shared.store.image(&pulled.descriptor, &platform)?)
+        }
+        (_, None) => Err(BuildError::MissingImage(name.to_string())),
+    }
 }
 
 fn build_stage(shared: &Shared, index: usize) -> Result<StageResult, BuildError> {
@@ -433,6 +524,7 @@ fn build_stage(shared: &Shared, index: usize) -> Result<StageResult, BuildError>
     let started = Instant::now();
     let mut state = match &stage.base {
         Base::Scratch => StageState {
+            index,
             config: empty_config(&shared.opts.target_platform),
             layers: Vec::new(),
             key: sha256_key(&["scratch", &shared.opts.target_platform.architecture]),
@@ -446,6 +538,7 @@ fn build_stage(shared: &Shared, index: usize) -> Result<StageResult, BuildError>
         Base::Stage(i) => {
             let base = stage_result(shared, *i)?;
             StageState {
+                index,
                 config: base.config.clone(),
                 layers: base.layers.clone(),
                 key: base.key.clone(),
@@ -462,6 +555,7 @@ fn build_stage(shared: &Shared, index: usize) -> Result<StageResult, BuildError>
                 .map_err(|e| step_error(df, from_instr, e))?;
             let env = env_vars(&image.config);
             StageState {
+                index,
                 key: sha256_key(&["image", &image.id().to_string()]),
                 config: image.config,
                 layers: image.manifest.layers,
@@ -1244,6 +1338,65 @@ impl Drop for StepWork<'_> {
     }
 }
 
+/// Brings layers found in imported caches into the store.
+fn fetch_missing(shared: &Shared, layers: &[Descriptor]) -> Result<(), BuildError> {
+    for l in layers {
+        if shared.store.has_blob(&l.digest) {
+            continue;
+        }
+        let source = shared
+            .layer_sources
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&l.digest).copied());
+        if let Some(s) = source {
+            let client = shared.req.registry.as_ref().map(|r| &r.client);
+            let n =
+                remote_cache::fetch_layer(shared.store, client, &shared.imported.sources[s], l)?;
+            if n > 0 {
+                shared.fetched_layers.fetch_add(1, Ordering::SeqCst);
+                shared.fetched_bytes.fetch_add(n, Ordering::SeqCst);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `--cache-to` exports.
+fn export_caches(shared: &Shared) -> Result<(), BuildError> {
+    let records = shared.records.lock().map(|r| r.clone()).unwrap_or_default();
+    let sources = shared
+        .layer_sources
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    let client = shared.req.registry.as_ref().map(|r| &r.client);
+    for spec in &shared.req.cache_to {
+        if spec.target == remote_cache::CacheTarget::Inline {
+            continue;
+        }
+        let entries: Vec<remote_cache::ExportEntry> = records
+            .iter()
+            .filter(|(stage, _)| {
+                spec.mode == remote_cache::CacheMode::Max || *stage == shared.graph.target
+            })
+            .map(|(_, e)| e.clone())
+            .collect();
+        remote_cache::export(
+            shared.store,
+            client,
+            spec,
+            &entries,
+            &shared.imported,
+            &sources,
+        )?;
+        shared.progress.event(Event::Note {
+            message: &format!("exported build cache: {} entries", entries.len()),
+        });
+    }
+    Ok(())
+}
+
 /// Unpacks the snapshots of `layers` (those not unpacked yet); returns the
 /// top chain ID (None for no layers).
 fn materialize(
@@ -1254,6 +1407,7 @@ fn materialize(
     if layers.is_empty() {
         return Ok(None);
     }
+    fetch_missing(shared, layers)?;
     let manifest = ImageManifest {
         schema_version: 2,
         media_type: Some(media_types::OCI_MANIFEST.to_string()),
@@ -1297,6 +1451,19 @@ where
     {
         let layer = entry.layer.clone().zip(entry.diff_id.clone());
         let _ = shared.cache.put(&key, layer.clone());
+        apply_layer_result(shared, state, key, created_by, layer);
+        return Ok(true);
+    }
+    if !state.no_cache
+        && let Some(remote) = shared.imported.entries.get(key.hex())
+    {
+        // Found in an imported cache: the layer stays remote until needed.
+        if let Some((desc, _)) = &remote.layer
+            && let Ok(mut sources) = shared.layer_sources.lock()
+        {
+            sources.entry(desc.digest.clone()).or_insert(remote.source);
+        }
+        let layer = remote.layer.clone();
         apply_layer_result(shared, state, key, created_by, layer);
         return Ok(true);
     }
@@ -1362,6 +1529,15 @@ fn apply_layer_result(
     created_by: String,
     layer: Option<(Descriptor, Digest)>,
 ) {
+    if let Ok(mut records) = shared.records.lock() {
+        records.push((
+            state.index,
+            remote_cache::ExportEntry {
+                key: key.clone(),
+                layer: layer.clone(),
+            },
+        ));
+    }
     state.key = key;
     let empty = layer.is_none();
     if let Some((desc, diff_id)) = layer {
@@ -1822,6 +1998,46 @@ fn write_image(shared: &Shared, target: &StageResult) -> Result<BuildOutcome, Bu
             labels.insert(k.clone(), v.clone());
         }
     }
+    if shared
+        .req
+        .cache_to
+        .iter()
+        .any(|c| c.target == remote_cache::CacheTarget::Inline)
+    {
+        let records = shared.records.lock().map(|r| r.clone()).unwrap_or_default();
+        let entries: Vec<remote_cache::ExportEntry> = records
+            .into_iter()
+            .filter(|(stage, _)| *stage == shared.graph.target)
+            .map(|(_, e)| e)
+            .collect();
+        let doc = remote_cache::inline_document(&entries, &target.layers);
+        let value = serde_json::to_value(&doc).map_err(|e| BuildError::Invalid(e.to_string()))?;
+        config
+            .extra
+            .insert(remote_cache::INLINE_FIELD.to_string(), value);
+    }
+    let mut remote_layers = Vec::new();
+    if shared.req.lazy_layers {
+        let sources = shared
+            .layer_sources
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        for l in &target.layers {
+            if !shared.store.has_blob(&l.digest) {
+                match sources.get(&l.digest) {
+                    Some(&s) => remote_layers.push((l.clone(), shared.imported.sources[s].clone())),
+                    None => {
+                        return Err(BuildError::Store(StoreError::BlobNotFound(
+                            l.digest.clone(),
+                        )));
+                    }
+                }
+            }
+        }
+    } else {
+        fetch_missing(shared, &target.layers)?;
+    }
     let config_bytes =
         serde_json::to_vec(&config).map_err(|e| BuildError::Invalid(e.to_string()))?;
     let config_digest = shared.store.write_blob(&config_bytes, None)?;
@@ -1858,5 +2074,8 @@ fn write_image(shared: &Shared, target: &StageResult) -> Result<BuildOutcome, Bu
         image_id: config_digest,
         steps: shared.next_step.load(Ordering::SeqCst) - 1,
         cached: shared.cached.load(Ordering::SeqCst),
+        fetched_layers: 0,
+        fetched_bytes: 0,
+        remote_layers,
     })
 }

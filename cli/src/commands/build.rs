@@ -14,6 +14,7 @@ use berth_builder::dockerfile::NetworkMode;
 use berth_oci::Reference;
 use berth_oci::archive::{self, ArchiveFormat};
 use berth_oci::layer::{self, ApplyOptions, Compression, CreateOptions, WhiteoutMode};
+use berth_registry_client::{NoProgress, PushOptions};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::open_store;
@@ -55,7 +56,7 @@ pub struct BuildArgs {
     /// Ignore the build cache for this stage (repeatable)
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     no_cache_filter: Vec<String>,
-    /// Always look for newer base images (needs the registry client)
+    /// Pull base images even when they are in the local store
     #[arg(long)]
     pull: bool,
     /// Add a label to the image (KEY=VALUE)
@@ -79,7 +80,13 @@ pub struct BuildArgs {
     /// Export the result: type=oci|docker|tar|local,dest=PATH
     #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH")]
     outputs: Vec<String>,
-    /// Push the image after building (needs the registry client)
+    /// Export the build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR | type=inline
+    #[arg(long = "cache-to", value_name = "type=TYPE,...")]
+    cache_to: Vec<String>,
+    /// Import a build cache: type=registry,ref=REF | type=local,src=DIR (repeatable)
+    #[arg(long = "cache-from", value_name = "type=TYPE,...")]
+    cache_from: Vec<String>,
+    /// Push the image to every -t name after building
     #[arg(long)]
     push: bool,
     /// Layer compression
@@ -309,13 +316,11 @@ fn read_secret(spec: &str) -> anyhow::Result<(String, Secret)> {
     Ok((id, Secret(bytes)))
 }
 
-pub fn build(root: &Path, _opts: &RemoteOptions, a: BuildArgs) -> anyhow::Result<()> {
-    if a.push {
-        bail!("--push is not available yet: the registry client lands with issue 7");
+pub fn build(root: &Path, opts: &RemoteOptions, a: BuildArgs) -> anyhow::Result<()> {
+    if a.push && a.tags.is_empty() {
+        bail!("--push needs at least one -t NAME to push to");
     }
-    if a.pull {
-        bail!("--pull is not available yet: the registry client lands with issue 7");
-    }
+    let client = super::remote::client(opts, std::sync::Arc::new(NoProgress))?;
     let tags: Vec<Reference> = a
         .tags
         .iter()
@@ -397,6 +402,20 @@ pub fn build(root: &Path, _opts: &RemoteOptions, a: BuildArgs) -> anyhow::Result
         CompressionArg::Gzip => Compression::Gzip,
         CompressionArg::Zstd => Compression::Zstd,
     };
+    req.registry = Some(build::Registry {
+        client: client.clone(),
+        always_pull: a.pull,
+    });
+    for c in &a.cache_to {
+        req.cache_to.push(build::remote_cache::CacheSpec::parse(c)?);
+    }
+    for c in &a.cache_from {
+        req.cache_from
+            .push(build::remote_cache::CacheSpec::parse(c)?);
+    }
+    // Pushed and not exported: layers a cache already holds in the
+    // registry need not pass through this machine.
+    req.lazy_layers = a.push && a.outputs.is_empty();
     let outputs: Vec<BTreeMap<String, String>> = a
         .outputs
         .iter()
@@ -443,11 +462,14 @@ pub fn build(root: &Path, _opts: &RemoteOptions, a: BuildArgs) -> anyhow::Result
         }
     };
     let _guard = store.writer_guard()?;
-    if tags.is_empty() {
-        store.add_untagged(&outcome.manifest)?;
-    }
-    for t in &tags {
-        store.set_tag(t, &outcome.manifest)?;
+    let complete = outcome.remote_layers.is_empty();
+    if complete {
+        if tags.is_empty() {
+            store.add_untagged(&outcome.manifest)?;
+        }
+        for t in &tags {
+            store.set_tag(t, &outcome.manifest)?;
+        }
     }
     if let Some(f) = &a.iidfile {
         fs::write(f, outcome.image_id.to_string())
@@ -466,8 +488,77 @@ pub fn build(root: &Path, _opts: &RemoteOptions, a: BuildArgs) -> anyhow::Result
             outcome.cached,
             started.elapsed().as_secs_f64()
         );
+        if outcome.fetched_layers > 0 || !a.cache_from.is_empty() {
+            eprintln!(
+                "fetched {} cached layer(s), {} bytes",
+                outcome.fetched_layers, outcome.fetched_bytes
+            );
+        }
+        if complete {
+            for t in &tags {
+                eprintln!("naming to {t}");
+            }
+        } else {
+            eprintln!(
+                "not stored locally: {} layer(s) stay in the registry (pushed by mount)",
+                outcome.remote_layers.len()
+            );
+        }
+    }
+    if a.push {
         for t in &tags {
-            eprintln!("naming to {t}");
+            mount_remote_layers(&store, &client, t, &outcome.remote_layers)?;
+            let pushed = berth_registry_client::block_on(client.push(
+                &store,
+                &outcome.manifest,
+                t,
+                &PushOptions::default(),
+            ))?
+            .with_context(|| format!("pushing {t}"))?;
+            if mode != ProgressMode::Quiet {
+                eprintln!(
+                    "pushed {t}: digest: {} size: {}",
+                    pushed.digest, pushed.size
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the layers an imported cache holds available to `destination`'s
+/// repository: mounted there when they live on the same registry, fetched
+/// into the store otherwise.
+fn mount_remote_layers(
+    store: &berth_oci::Store,
+    client: &berth_registry_client::Client,
+    destination: &Reference,
+    layers: &[(berth_oci::Descriptor, build::remote_cache::LayerSource)],
+) -> anyhow::Result<()> {
+    use build::remote_cache::LayerSource;
+    for (layer, source) in layers {
+        let mounted = match source {
+            LayerSource::Registry {
+                registry,
+                repository,
+            } if registry == destination.domain() => berth_registry_client::block_on(async {
+                let repo = client
+                    .repository(destination.domain(), destination.path())
+                    .await?
+                    .for_push()
+                    .with_pull_from(repository);
+                if repo.head_blob(&layer.digest).await?.is_some() {
+                    return Ok(true);
+                }
+                Ok::<bool, berth_registry_client::Error>(matches!(
+                    repo.mount_blob(&layer.digest, repository).await?,
+                    berth_registry_client::MountOutcome::Mounted
+                ))
+            })??,
+            _ => false,
+        };
+        if !mounted {
+            build::remote_cache::fetch_layer(store, Some(client), source, layer)?;
         }
     }
     Ok(())

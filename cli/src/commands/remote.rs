@@ -107,7 +107,7 @@ pub struct CopyArgs {
     quiet: bool,
 }
 
-fn client(opts: &RemoteOptions, progress: Arc<dyn Progress>) -> anyhow::Result<Client> {
+pub fn client(opts: &RemoteOptions, progress: Arc<dyn Progress>) -> anyhow::Result<Client> {
     let options = ClientOptions {
         insecure_registries: opts.insecure_registries.clone(),
         tls_ca: opts.tls_ca.iter().cloned().collect(),
