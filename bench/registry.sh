@@ -14,7 +14,8 @@
 # above 1 means berth is better).
 #
 # Environment: ROUNDS (default 3), BIG_MIB (default 512), SMALL_LAYERS
-# (default 64), WRK_SECS (default 5), BENCH_DIR (default /var/tmp).
+# (default 64), WRK_SECS (default 5), BENCH_DIR (default /var/tmp), BERTH_BIN
+# (a berth binary to use instead of building target/release/berth).
 # Needs: cargo, skopeo, docker-registry, wrk, curl, jq, python3.
 set -euo pipefail
 
@@ -29,9 +30,13 @@ for tool in cargo skopeo docker-registry wrk curl jq python3; do
     command -v "$tool" >/dev/null || { echo "registry.sh: $tool is not installed" >&2; exit 1; }
 done
 
-echo "== building berth (release)" >&2
-(cd "$ROOT" && cargo build --release -p berth >&2)
-BERTH="$ROOT/target/release/berth"
+if [ -n "${BERTH_BIN:-}" ]; then
+    BERTH=$BERTH_BIN
+else
+    echo "== building berth (release)" >&2
+    (cd "$ROOT" && cargo build --release -p berth >&2)
+    BERTH="$ROOT/target/release/berth"
+fi
 
 WORK=$(mktemp -d "$BENCH_DIR/berth-bench-registry.XXXXXX")
 SERVER_PID=""

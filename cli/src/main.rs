@@ -165,8 +165,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `berth registry` serves its own storage: a --root given there is the
     // registry's storage root, not the image store.
-    let registry_root = cli.root.clone();
-    let root = cli.root.unwrap_or_else(default_root);
+    // Absolute, so that paths derived from it stay valid in containers and
+    // after a change of directory.
+    let absolute = |p: PathBuf| {
+        if p.is_absolute() {
+            p
+        } else {
+            std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+        }
+    };
+    let cli_root = cli.root.map(absolute);
+    let registry_root = cli_root.clone();
+    let root = cli_root.unwrap_or_else(default_root);
     let remote = commands::remote::RemoteOptions {
         insecure_registries: cli.insecure_registry,
         tls_ca: cli.tls_ca,

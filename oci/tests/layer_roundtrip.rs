@@ -51,6 +51,7 @@ fn delete_mode() -> ApplyOptions {
     ApplyOptions {
         whiteouts: WhiteoutMode::Delete,
         preserve_owner: is_root(),
+        ..ApplyOptions::default()
     }
 }
 
@@ -781,6 +782,7 @@ fn overlay_mode_makes_overlay_whiteouts_and_upper_dirs_convert_back() {
     let overlay = ApplyOptions {
         whiteouts: WhiteoutMode::Overlay,
         preserve_owner: true,
+        ..ApplyOptions::default()
     };
     apply_layer(&whiteout_layer()[..], &snap, &overlay).unwrap();
 
@@ -921,6 +923,7 @@ fn upper_dir_of_a_real_overlay_mount_is_the_change_set() {
     let ov = ApplyOptions {
         whiteouts: WhiteoutMode::Overlay,
         preserve_owner: true,
+        ..ApplyOptions::default()
     };
     apply_layer(&base[..], &s1, &ov).unwrap();
     apply_layer(&layer[..], &s2, &ov).unwrap();

@@ -206,6 +206,7 @@ impl Arena {
         let opts = ApplyOptions {
             whiteouts: mode,
             preserve_owner: nix::unistd::geteuid().is_root(),
+            ..ApplyOptions::default()
         };
         let r = apply_layer(layer, &self.target, &opts).map(|_| ());
         self.assert_outside_untouched();

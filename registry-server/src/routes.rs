@@ -96,7 +96,16 @@ fn route_label(path: &str) -> &'static str {
 
 /// Every request: rate limit, then the handler, then the common header,
 /// metrics and a log line.
-async fn around(State(state): State<Shared>, req: Request, next: Next) -> Response {
+async fn around(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+    // HTTP/2 requests carry the host in the URI (`:authority`), not in a
+    // Host header; handlers that build absolute URLs (the token realm) read
+    // the header, so give them one.
+    if !req.headers().contains_key(axum::http::header::HOST)
+        && let Some(authority) = req.uri().authority().cloned()
+        && let Ok(value) = axum::http::HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(axum::http::header::HOST, value);
+    }
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();

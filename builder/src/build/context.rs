@@ -39,6 +39,13 @@ pub struct ContextEntry {
     stat: StatKey,
 }
 
+impl ContextEntry {
+    /// Modification time in seconds (for the copied file; keys never see it).
+    pub fn mtime(&self) -> u64 {
+        u64::try_from(self.stat.mtime_ns / 1_000_000_000).unwrap_or(0)
+    }
+}
+
 /// What says a file is unchanged since it was last hashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct StatKey {
@@ -101,11 +108,8 @@ impl Context {
         }
         let ignore = dockerignore::load(&root, dockerfile)
             .map_err(|e| BuildError::Context(e.to_string()))?;
-        let keep_name = dockerfile
-            .and_then(|d| d.strip_prefix(&root).ok())
-            .map(|d| d.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "Dockerfile".to_string());
-        let ignore = ignore.with_build_files_kept(&keep_name);
+        // An ignored Dockerfile or .dockerignore is not copied by COPY . (the
+        // build reads the Dockerfile itself), as docker documents.
         let mut entries = Vec::new();
         walk(&root, "", &ignore, &mut entries)?;
         let by_rel = entries

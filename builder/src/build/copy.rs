@@ -34,6 +34,11 @@ pub struct Item {
     pub rel: String,
     pub data: ItemData,
     pub mode: u32,
+    /// The source's owner, kept when copying from a stage or an image
+    /// (context files belong to root); `--chown` overrides it.
+    pub owner: Option<(u32, u32)>,
+    /// Modification time of the source (seconds); the layer clamps it.
+    pub mtime: u64,
 }
 
 /// The files one COPY/ADD writes, and whether the destination is a directory.
@@ -122,6 +127,50 @@ fn follow_context_link<'c>(
     None
 }
 
+/// The context path `path` names with every symlink on the way followed
+/// inside the context (`current -> releases/v2`, `loop -> .`): "" for the
+/// context root, None when it leads nowhere or out of the context.
+fn resolve_context_path(ctx: &Context, path: &str) -> Option<String> {
+    let mut todo: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+        .rev()
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(comp) = todo.pop() {
+        if comp == ".." {
+            done.pop()?;
+            continue;
+        }
+        let candidate = if done.is_empty() {
+            comp.clone()
+        } else {
+            format!("{}/{comp}", done.join("/"))
+        };
+        let entry = ctx.get(&candidate)?;
+        if entry.kind == EntryKind::Symlink {
+            links += 1;
+            if links > 40 {
+                return None;
+            }
+            let target = entry.link_target.as_deref()?;
+            if target.starts_with('/') {
+                done.clear();
+            }
+            for c in target.split('/').rev() {
+                if !c.is_empty() && c != "." {
+                    todo.push(c.to_string());
+                }
+            }
+        } else {
+            done.push(comp);
+        }
+    }
+    Some(done.join("/"))
+}
+
 /// Selects context sources.
 pub fn select_context(
     ctx: &Context,
@@ -149,7 +198,17 @@ pub fn select_context(
         } else {
             match ctx.get(&src) {
                 Some(e) => vec![e],
-                None => Vec::new(),
+                None => match resolve_context_path(ctx, &src) {
+                    // Through links back to the context root: all of it.
+                    Some(r) if r.is_empty() => {
+                        sel.needs_dir = true;
+                        add_context_tree(ctx, "", "", &exclude, &mut sel)?;
+                        sel.hasher.add(&format!("src {src}"));
+                        continue;
+                    }
+                    Some(r) => ctx.get(&r).into_iter().collect(),
+                    None => Vec::new(),
+                },
             }
         };
         sel.hasher.add(&format!("src {src}"));
@@ -186,6 +245,8 @@ pub fn select_context(
                             rel: prefix.clone(),
                             data: ItemData::Dir,
                             mode: target.mode,
+                            owner: None,
+                            mtime: 0,
                         });
                     }
                     add_context_tree(ctx, &target.rel, &prefix, &exclude, &mut sel)?;
@@ -219,10 +280,10 @@ fn add_context_tree(
         dir_rel.len() + 1
     };
     for e in ctx.children_of(dir_rel) {
-        if excluded(exclude, &e.rel) {
+        let below = &e.rel[strip..];
+        if excluded(exclude, &e.rel) || excluded(exclude, below) {
             continue;
         }
-        let below = &e.rel[strip..];
         let rel = if prefix.is_empty() {
             below.to_string()
         } else {
@@ -239,6 +300,7 @@ fn add_context_entry(
     rel: String,
     sel: &mut Selection,
 ) -> Result<(), BuildError> {
+    let mut mtime = e.mtime();
     let data = match e.kind {
         EntryKind::Dir => {
             sel.hasher.add(&format!("d {rel} {:o}", e.mode));
@@ -251,6 +313,7 @@ fn add_context_entry(
         }
         EntryKind::File => {
             let digest = ctx.file_digest(e)?;
+            mtime = e.mtime();
             sel.hasher.add(&format!("f {rel} {:o} {digest}", e.mode));
             ItemData::HostFile(ctx.host_path(e))
         }
@@ -259,6 +322,8 @@ fn add_context_entry(
         rel,
         data,
         mode: e.mode,
+        owner: None,
+        mtime,
     });
     Ok(())
 }
@@ -332,6 +397,8 @@ pub fn select_tree(
                         rel: prefix.clone(),
                         data: ItemData::Dir,
                         mode: meta.permissions().mode() & 0o7777,
+                        owner: Some((meta.uid(), meta.gid())),
+                        mtime: u64::try_from(meta.mtime()).unwrap_or(0),
                     });
                 }
                 walk_host(&host, "", &prefix, &cand, &exclude, &mut sel)?;
@@ -341,6 +408,8 @@ pub fn select_tree(
                     rel: prefix,
                     data: ItemData::HostFile(host),
                     mode: meta.permissions().mode() & 0o7777,
+                    owner: Some((meta.uid(), meta.gid())),
+                    mtime: u64::try_from(meta.mtime()).unwrap_or(0),
                 });
             }
         }
@@ -379,7 +448,9 @@ fn walk_host(
         } else {
             format!("{below}/{name}")
         };
-        if excluded(exclude, &format!("{src_rel}/{child_below}")) {
+        // Patterns match below the source as well as from the root.
+        if excluded(exclude, &child_below) || excluded(exclude, &format!("{src_rel}/{child_below}"))
+        {
             continue;
         }
         let rel = if prefix.is_empty() {
@@ -390,12 +461,16 @@ fn walk_host(
         let path = host_dir.join(&child_below);
         let meta = fs::symlink_metadata(&path).map_err(|e| BuildError::io(&path, e))?;
         let mode = meta.mode() & 0o7777;
+        let owner = Some((meta.uid(), meta.gid()));
+        let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
         let ft = meta.file_type();
         if ft.is_dir() {
             sel.items.push(Item {
                 rel,
                 data: ItemData::Dir,
                 mode,
+                owner,
+                mtime,
             });
             walk_host(host_dir, &child_below, prefix, src_rel, exclude, sel)?;
         } else if ft.is_symlink() {
@@ -404,12 +479,16 @@ fn walk_host(
                 rel,
                 data: ItemData::Symlink(t.to_string_lossy().into_owned()),
                 mode,
+                owner,
+                mtime,
             });
         } else if ft.is_file() {
             sel.items.push(Item {
                 rel,
                 data: ItemData::HostFile(path),
                 mode,
+                owner,
+                mtime,
             });
         }
     }
@@ -490,16 +569,15 @@ pub struct Placement {
 /// Writes `sel` into the image filesystem at `root` (a host directory: the
 /// merged mount of the step's snapshot).
 pub fn write_into(root: &Path, sel: &Selection, place: &Placement) -> Result<(), BuildError> {
-    let dest_trimmed = place.dest.trim_end_matches('/');
+    // Symlinks on the way are followed inside the image, dangling ones too
+    // (`/l -> /tmp/x`: COPY f /l/ writes /tmp/x/f), as BuildKit does.
+    let dest_rel = resolve_lexically(root, place.dest.trim_end_matches('/'))
+        .map_err(|e| BuildError::io(&root.join(place.dest.trim_start_matches('/')), e))?;
     let dest_is_dir = sel.needs_dir
         || place.dest.ends_with('/')
-        || rootfs::resolve_in_root(root, dest_trimmed)
-            .ok()
-            .flatten()
-            .is_some_and(|p| p.is_dir())
-        || sel.items.is_empty();
-    let dest_rel = dest_trimmed.trim_start_matches('/').to_string();
-    let (uid, gid) = place.owner.unwrap_or((0, 0));
+        || sel.items.is_empty()
+        || fs::symlink_metadata(root.join(&dest_rel)).is_ok_and(|m| m.is_dir());
+    let default_owner = place.owner.unwrap_or((0, 0));
     // Names in the stream: the destination joined with each item.
     let name_of = |item: &Item| -> String {
         if dest_is_dir {
@@ -514,28 +592,55 @@ pub fn write_into(root: &Path, sel: &Selection, place: &Placement) -> Result<(),
             dest_rel.clone()
         }
     };
-    let create_dest_dir =
-        dest_is_dir && !dest_rel.is_empty() && !rootfs::exists_in_root(root, &dest_rel);
+    // Missing directories on the way to the destination (and the
+    // destination itself) are made, owned like the files (`--chown`).
+    let mut missing_dirs = Vec::new();
+    let dir_path = if dest_is_dir {
+        dest_rel.as_str()
+    } else {
+        dest_rel.rsplit_once('/').map_or("", |(p, _)| p)
+    };
+    if !dir_path.is_empty() {
+        let mut prefix = String::new();
+        for comp in dir_path.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(comp);
+            if fs::symlink_metadata(root.join(&prefix)).is_err() {
+                missing_dirs.push(prefix.clone());
+            }
+        }
+    }
     let items: Vec<(String, Item)> = sel.items.iter().map(|i| (name_of(i), i.clone())).collect();
     let chmod = place.chmod.clone();
+    let forced_owner = place.owner;
+    let dest_for_mode = dest_rel.clone();
     let (reader, writer) = io::pipe().map_err(|e| BuildError::io(root, e))?;
     let producer = std::thread::spawn(move || -> io::Result<()> {
         let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, writer));
         tar.mode(tar::HeaderMode::Deterministic);
-        let header_for = |kind: tar::EntryType, mode: u32, size: u64| {
+        let header_for = |kind: tar::EntryType, mode: u32, size: u64, item: Option<&Item>| {
+            let (uid, gid) = forced_owner
+                .or(item.and_then(|i| i.owner))
+                .unwrap_or(default_owner);
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(kind);
             h.set_mode(mode);
             h.set_uid(u64::from(uid));
             h.set_gid(u64::from(gid));
             h.set_size(size);
-            h.set_mtime(0);
+            h.set_mtime(item.map_or(0, |i| i.mtime));
             h
         };
-        if create_dest_dir {
-            let mode = chmod.as_ref().map_or(0o755, |c| c.apply(0o755, true));
-            let mut h = header_for(tar::EntryType::Directory, mode, 0);
-            tar.append_data(&mut h, format!("{dest_rel}/"), io::empty())?;
+        for dir in &missing_dirs {
+            // The destination directory itself takes --chmod; parents 0755.
+            let mode = match &chmod {
+                Some(c) if *dir == dest_for_mode => c.apply(0o755, true),
+                _ => 0o755,
+            };
+            let mut h = header_for(tar::EntryType::Directory, mode, 0, None);
+            tar.append_data(&mut h, format!("{dir}/"), io::empty())?;
         }
         for (name, item) in items {
             if name.is_empty() {
@@ -546,11 +651,11 @@ pub fn write_into(root: &Path, sel: &Selection, place: &Placement) -> Result<(),
                     let mode = chmod
                         .as_ref()
                         .map_or(item.mode, |c| c.apply(item.mode, true));
-                    let mut h = header_for(tar::EntryType::Directory, mode, 0);
+                    let mut h = header_for(tar::EntryType::Directory, mode, 0, Some(&item));
                     tar.append_data(&mut h, format!("{name}/"), io::empty())?;
                 }
                 ItemData::Symlink(target) => {
-                    let mut h = header_for(tar::EntryType::Symlink, 0o777, 0);
+                    let mut h = header_for(tar::EntryType::Symlink, 0o777, 0, Some(&item));
                     tar.append_link(&mut h, &name, target)?;
                 }
                 ItemData::HostFile(path) => {
@@ -559,7 +664,7 @@ pub fn write_into(root: &Path, sel: &Selection, place: &Placement) -> Result<(),
                     let mode = chmod
                         .as_ref()
                         .map_or(item.mode, |c| c.apply(item.mode, false));
-                    let mut h = header_for(tar::EntryType::Regular, mode, size);
+                    let mut h = header_for(tar::EntryType::Regular, mode, size, Some(&item));
                     // A file that changes size while read is an error, not a
                     // corrupt stream: take exactly `size` bytes.
                     let mut limited = f.take(size);
@@ -569,7 +674,12 @@ pub fn write_into(root: &Path, sel: &Selection, place: &Placement) -> Result<(),
                     let mode = chmod
                         .as_ref()
                         .map_or(item.mode, |c| c.apply(item.mode, false));
-                    let mut h = header_for(tar::EntryType::Regular, mode, bytes.len() as u64);
+                    let mut h = header_for(
+                        tar::EntryType::Regular,
+                        mode,
+                        bytes.len() as u64,
+                        Some(&item),
+                    );
                     tar.append_data(&mut h, &name, bytes.as_slice())?;
                 }
             }
@@ -589,9 +699,61 @@ pub fn write_into(root: &Path, sel: &Selection, place: &Placement) -> Result<(),
     Ok(())
 }
 
+/// The path `path` names inside `root` with every symlink on the way
+/// followed inside the root, dangling or not (relative to the root, no
+/// leading slash). `..` never climbs above the root; more than 40 links is
+/// an error, as for the kernel.
+pub fn resolve_lexically(root: &Path, path: &str) -> io::Result<String> {
+    let mut todo: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+        .rev()
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(comp) = todo.pop() {
+        if comp == ".." {
+            done.pop();
+            continue;
+        }
+        let candidate = if done.is_empty() {
+            comp.clone()
+        } else {
+            format!("{}/{comp}", done.join("/"))
+        };
+        // `done` holds no symlinks, so only the last component can be one.
+        match fs::symlink_metadata(root.join(&candidate)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = fs::read_link(root.join(&candidate))?;
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for c in target.split('/').rev() {
+                    if !c.is_empty() && c != "." {
+                        todo.push(c.to_string());
+                    }
+                }
+            }
+            _ => done.push(comp),
+        }
+    }
+    Ok(done.join("/"))
+}
+
 /// Extracts a local tar archive (plain, gzip or zstd) into `dest` inside the
 /// image root, as ADD does; files keep the archive's owners.
-pub fn extract_archive(root: &Path, archive: &Path, dest: &str) -> Result<(), BuildError> {
+pub fn extract_archive(
+    root: &Path,
+    archive: &Path,
+    dest: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<(), BuildError> {
     let dest_rel = dest.trim_matches('/');
     let target = if dest_rel.is_empty() {
         root.to_path_buf()
@@ -620,6 +782,8 @@ pub fn extract_archive(root: &Path, archive: &Path, dest: &str) -> Result<(), Bu
     let file = io::BufReader::new(fs::File::open(archive).map_err(|e| BuildError::io(archive, e))?);
     let opts = ApplyOptions {
         whiteouts: WhiteoutMode::Delete,
+        owner,
+        literal_whiteouts: true,
         ..ApplyOptions::default()
     };
     // The extractor itself recognises gzip, zstd and plain tar.

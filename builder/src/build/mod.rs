@@ -298,6 +298,11 @@ pub fn build(
     let _guard = store.writer_guard()?;
     let client = req.registry.as_ref().map(|r| &r.client);
     let imported = remote_cache::import(store, client, &req.cache_from)?;
+    for w in &imported.warnings {
+        progress.event(Event::Note {
+            message: &format!("WARNING: {w}"),
+        });
+    }
     if !req.cache_from.is_empty() {
         progress.event(Event::Note {
             message: &format!(
@@ -516,7 +521,16 @@ fn build_stage(shared: &Shared, index: usize) -> Result<StageResult, BuildError>
     let name = stage.display_name();
     let total = stage.instructions.len() + 1;
     let step = shared.next_step.fetch_add(1, Ordering::SeqCst);
-    let from_text = format!("[{name} 1/{total}] {}", from_instr.original);
+    // The base as resolved (ARGs expanded), as BuildKit titles it.
+    let base_text = match &stage.base {
+        Base::Scratch => "scratch".to_string(),
+        Base::Stage(i) => shared.graph.stages[*i].display_name(),
+        Base::Image(image) => image.clone(),
+    };
+    let from_text = match &stage.name {
+        Some(n) => format!("[{name} 1/{total}] FROM {base_text} AS {n}"),
+        None => format!("[{name} 1/{total}] FROM {base_text}"),
+    };
     shared.progress.event(Event::Started {
         step,
         name: &from_text,
@@ -588,9 +602,10 @@ fn build_stage(shared: &Shared, index: usize) -> Result<StageResult, BuildError>
         .and_then(|c| c.on_build.take())
         .unwrap_or_default();
     for trigger in triggers {
-        let text = format!("{trigger}\n");
+        // A trigger is one instruction without its FROM: give it one to parse.
+        let text = format!("FROM scratch\n{trigger}\n");
         let parsed = dockerfile::parse(&text, &format!("{} (ONBUILD)", df.file))?;
-        for instr in &parsed.instructions {
+        for instr in parsed.instructions.iter().skip(1) {
             state.total += 1;
             run_instruction(shared, &parsed, instr, &mut state)?;
         }
@@ -918,9 +933,24 @@ fn dispatch(
                 key,
                 created_by,
                 step,
-                |shared, state, work| {
+                |_shared, state, work| {
                     let root = work.mount_host()?;
                     if !rootfs::exists_in_root(&root, &dir) {
+                        // Made as the current USER, as BuildKit does.
+                        let user = state
+                            .config
+                            .config
+                            .as_ref()
+                            .and_then(|c| c.user.clone())
+                            .unwrap_or_default();
+                        let owner = if user.is_empty() || user == "root" || user == "0" {
+                            None
+                        } else {
+                            Some(
+                                rootfs::lookup_owner(&root, &user)
+                                    .map_err(|e| BuildError::Copy(e.to_string()))?,
+                            )
+                        };
                         let sel = copy::Selection {
                             needs_dir: true,
                             ..copy::Selection::default()
@@ -930,12 +960,11 @@ fn dispatch(
                             &sel,
                             &copy::Placement {
                                 dest: format!("{dir}/"),
-                                owner: None,
+                                owner,
                                 chmod: None,
                             },
                         )?;
                     }
-                    let _ = (shared, state);
                     Ok(())
                 },
             )
@@ -1129,7 +1158,7 @@ fn copy_step(
     }
     let parent = if spec.link {
         // --link: the layer does not depend on what is below it.
-        "link".to_string()
+        format!("link {}", shared.opts.target_platform.architecture)
     } else {
         state.key.to_string()
     };
@@ -1138,18 +1167,30 @@ fn copy_step(
     let key = sha256_key(&parts);
     let created_by = format!("{original} # buildkit");
     let from_ref = from.as_ref();
-    layer_step(
+    let link = spec.link;
+    layer_step_on(
         shared,
         state,
         key,
         created_by,
         step,
-        |shared, _state, work| {
+        link,
+        |shared, state, work| {
             let root = work.mount_host()?;
             let owner = match &spec.chown {
-                Some(c) => Some(
-                    rootfs::lookup_owner(&root, c).map_err(|e| BuildError::Copy(e.to_string()))?,
-                ),
+                Some(c) => {
+                    // Names come from the stage's /etc/passwd, also for --link
+                    // (whose own root starts empty).
+                    let users = if link {
+                        work.mount_readonly(shared, &state.layers, &state.config, "users")?
+                    } else {
+                        root.clone()
+                    };
+                    Some(
+                        rootfs::lookup_owner(&users, c)
+                            .map_err(|e| BuildError::Copy(e.to_string()))?,
+                    )
+                }
                 None => None,
             };
             let chmod = match &spec.chmod {
@@ -1175,6 +1216,8 @@ fn copy_step(
                             rel: name.clone(),
                             data: copy::ItemData::Bytes(body.clone()),
                             mode: 0o644,
+                            owner: None,
+                            mtime: 0,
                         })
                         .collect(),
                     needs_dir: spec.heredocs.len() + spec.sources.len() > 1,
@@ -1191,6 +1234,8 @@ fn copy_step(
                         rel: name.clone(),
                         data: copy::ItemData::HostFile(file.clone()),
                         mode: 0o600,
+                        owner: None,
+                        mtime: 0,
                     })
                     .collect();
                 let sel = copy::Selection {
@@ -1254,7 +1299,7 @@ fn add_with_archives(
         copy::write_into(root, &plain, place)?;
     }
     for a in archives {
-        copy::extract_archive(root, &a, &place.dest)?;
+        copy::extract_archive(root, &a, &place.dest, place.owner)?;
     }
     Ok(())
 }
@@ -1442,6 +1487,30 @@ fn layer_step<F>(
 where
     F: FnOnce(&Shared, &StageState, &mut StepWork) -> Result<(), BuildError>,
 {
+    layer_step_on(shared, state, key, created_by, step, false, work)
+}
+
+/// [`layer_step`]; with `link` (`COPY --link`) the step runs on an empty
+/// snapshot, so its layer and `key` do not depend on the layers below, while
+/// the steps after it still do (their parent is `H(previous key, key)`).
+#[allow(clippy::too_many_arguments)]
+fn layer_step_on<F>(
+    shared: &Shared,
+    state: &mut StageState,
+    key: Digest,
+    created_by: String,
+    step: usize,
+    link: bool,
+    work: F,
+) -> Result<bool, BuildError>
+where
+    F: FnOnce(&Shared, &StageState, &mut StepWork) -> Result<(), BuildError>,
+{
+    let chain_key = if link {
+        sha256_key(&[&state.key.to_string(), &key.to_string()])
+    } else {
+        key.clone()
+    };
     if !state.no_cache
         && let Some(entry) = shared.cache.get(&key)
         && entry
@@ -1451,7 +1520,7 @@ where
     {
         let layer = entry.layer.clone().zip(entry.diff_id.clone());
         let _ = shared.cache.put(&key, layer.clone());
-        apply_layer_result(shared, state, key, created_by, layer);
+        apply_layer_result(shared, state, key, chain_key, created_by, layer);
         return Ok(true);
     }
     if !state.no_cache
@@ -1464,10 +1533,14 @@ where
             sources.entry(desc.digest.clone()).or_insert(remote.source);
         }
         let layer = remote.layer.clone();
-        apply_layer_result(shared, state, key, created_by, layer);
+        apply_layer_result(shared, state, key, chain_key, created_by, layer);
         return Ok(true);
     }
-    let parent = materialize(shared, &state.layers, &state.config)?;
+    let parent = if link {
+        None
+    } else {
+        materialize(shared, &state.layers, &state.config)?
+    };
     let dir = shared.work.join(format!("step-{step}"));
     fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
     let active = shared.snaps.prepare(
@@ -1503,6 +1576,9 @@ where
             mtime_clamp: (!shared.req.keep_timestamps).then_some(shared.req.source_date_epoch),
             ..CreateOptions::default()
         };
+        if let (Some(epoch), Some(upper)) = (opts.mtime_clamp, active.upper_dir()) {
+            clamp_times(&upper, epoch);
+        }
         let (digests, _chain) = shared.snaps.commit(active, &opts)?;
         let media_type = match shared.req.compression {
             Compression::Zstd => media_types::OCI_LAYER_ZSTD,
@@ -1518,7 +1594,7 @@ where
         .cache
         .put(&key, layer.clone())
         .map_err(|e| BuildError::io(Path::new("buildcache/index"), e))?;
-    apply_layer_result(shared, state, key, created_by, layer);
+    apply_layer_result(shared, state, key, chain_key, created_by, layer);
     Ok(false)
 }
 
@@ -1526,6 +1602,7 @@ fn apply_layer_result(
     shared: &Shared,
     state: &mut StageState,
     key: Digest,
+    chain_key: Digest,
     created_by: String,
     layer: Option<(Descriptor, Digest)>,
 ) {
@@ -1538,7 +1615,7 @@ fn apply_layer_result(
             },
         ));
     }
-    state.key = key;
+    state.key = chain_key;
     let empty = layer.is_none();
     if let Some((desc, diff_id)) = layer {
         state.layers.push(desc);
@@ -1598,6 +1675,89 @@ fn remove_stubs(upper: &Path, lowers: &[PathBuf], targets: &[String]) {
                 Some(parent) => rel = parent.to_path_buf(),
                 None => break,
             }
+        }
+        // Parents overlayfs copied up only to hold a stub: empty now, and
+        // the same as below apart from times, they are no change at all.
+        let mut dir = PathBuf::from(t.trim_start_matches('/'));
+        while let Some(parent) = dir.parent().map(Path::to_path_buf) {
+            if parent.as_os_str().is_empty() {
+                break;
+            }
+            if !unchanged_copy_up(upper, lowers, &parent)
+                || fs::remove_dir(upper.join(&parent)).is_err()
+            {
+                break;
+            }
+            dir = parent;
+        }
+    }
+}
+
+/// A directory of the upper layer that is empty, not opaque, and has the
+/// mode and owner of the same directory below.
+fn unchanged_copy_up(upper: &Path, lowers: &[PathBuf], rel: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let p = upper.join(rel);
+    let Ok(meta) = fs::symlink_metadata(&p) else {
+        return false;
+    };
+    if !meta.is_dir()
+        || fs::read_dir(&p)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return false;
+    }
+    let opaque = ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| xattr_present(&p, name));
+    if opaque {
+        return false;
+    }
+    lowers
+        .iter()
+        .find_map(|l| fs::symlink_metadata(l.join(rel)).ok())
+        .is_some_and(|lower| {
+            lower.is_dir()
+                && lower.mode() == meta.mode()
+                && lower.uid() == meta.uid()
+                && lower.gid() == meta.gid()
+        })
+}
+
+fn xattr_present(path: &Path, name: &str) -> bool {
+    let (Ok(p), Ok(n)) = (rootfs::cstr(path), std::ffi::CString::new(name)) else {
+        return false;
+    };
+    // SAFETY: NUL-terminated strings; a zero-size query writes nothing.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+    r >= 0
+}
+
+/// Clamps the times of everything in `dir` to `epoch`, so the snapshot a
+/// later `berth run` sees matches the layer other machines unpack.
+fn clamp_times(dir: &Path, epoch: i64) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(listing) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in listing.flatten() {
+        let p = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            clamp_times(&p, epoch);
+        }
+        if meta.mtime() > epoch {
+            let t = nix::sys::time::TimeSpec::new(epoch, 0);
+            let _ = nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &p,
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            );
         }
     }
 }
@@ -1828,7 +1988,7 @@ fn run_step(
 #[allow(clippy::too_many_arguments)]
 fn run_mount(
     shared: &Shared,
-    _state: &StageState,
+    state: &StageState,
     work: &mut StepWork,
     m: &dockerfile::RunMount,
     n: usize,
@@ -1836,7 +1996,11 @@ fn run_mount(
     env: &mut Vec<String>,
     locks: &mut Vec<FileLock>,
 ) -> Result<(), BuildError> {
-    let target = m.target.as_deref().map(str::to_string);
+    // A relative target is under the WORKDIR, as BuildKit joins it.
+    let target = m
+        .target
+        .as_deref()
+        .map(|t| resolve_workdir(&workdir_of(&state.config), t));
     match m.mount_type {
         MountType::Cache => {
             let target =

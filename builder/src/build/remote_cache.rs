@@ -141,6 +141,8 @@ pub struct RemoteEntry {
 pub struct Imported {
     pub entries: HashMap<String, RemoteEntry>,
     pub sources: Vec<LayerSource>,
+    /// Caches that could not be read (the build goes on without them).
+    pub warnings: Vec<String>,
 }
 
 fn pull_error(what: &str, e: impl std::fmt::Display) -> BuildError {
@@ -202,6 +204,7 @@ pub fn import(
                 })?;
                 let what = reference.to_string();
                 let tag = berth_registry_client::remote_reference(reference);
+                // An unreachable cache is a slow build, not a failed one.
                 let result = block_on(async {
                     let repo = client
                         .repository(reference.domain(), reference.path())
@@ -221,9 +224,18 @@ pub fn import(
                     repo.fetch_blob_into_store(store, &manifest.config).await?;
                     Ok(Some(manifest))
                 })
-                .map_err(|e| pull_error(&what, e))?
-                .map_err(|e| pull_error(&what, e))?;
-                let Some(manifest) = result else { continue };
+                .map_err(|e| pull_error(&what, e))
+                .and_then(|r| r.map_err(|e| pull_error(&what, e)));
+                let manifest = match result {
+                    Ok(Some(m)) => m,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        imported
+                            .warnings
+                            .push(format!("cache {what} not imported: {e}"));
+                        continue;
+                    }
+                };
                 let config = store.read_document(&manifest.config.digest, "cache index")?;
                 let doc = if manifest.artifact_type.as_deref() == Some(ARTIFACT_TYPE) {
                     serde_json::from_slice::<CacheDocument>(&config)

@@ -145,6 +145,13 @@ impl Progress for PlainProgress {
                 let _ = writeln!(out, "#{step} CACHED");
             }
             Event::Output { step, data } => {
+                // Seconds since the step started, as BuildKit prints them.
+                let t = self
+                    .names
+                    .lock()
+                    .ok()
+                    .and_then(|n| n.get(&step).map(|(_, at)| at.elapsed().as_secs_f64()))
+                    .unwrap_or(t);
                 for line in String::from_utf8_lossy(data).lines() {
                     let _ = writeln!(out, "#{step} {t:.3} {line}");
                 }

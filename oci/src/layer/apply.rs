@@ -68,6 +68,12 @@ pub struct ApplyOptions {
     /// Give entries the tar's uid/gid (needs root); otherwise they belong to
     /// the caller. Defaults to whether the effective uid is 0.
     pub preserve_owner: bool,
+    /// Give every entry this uid/gid instead of the tar's (ADD --chown of
+    /// an archive). Needs root.
+    pub owner: Option<(u32, u32)>,
+    /// Extract `.wh.*` entries as the plain files they are named (an archive
+    /// ADD unpacks is not a layer: it has no whiteouts).
+    pub literal_whiteouts: bool,
 }
 
 impl Default for ApplyOptions {
@@ -75,6 +81,8 @@ impl Default for ApplyOptions {
         ApplyOptions {
             whiteouts: WhiteoutMode::Delete,
             preserve_owner: sys::euid_is_root(),
+            owner: None,
+            literal_whiteouts: false,
         }
     }
 }
@@ -375,7 +383,9 @@ impl<'o> Extractor<'o> {
         let Some((&last, parents)) = comps.split_last() else {
             return self.root_entry(e);
         };
-        if let Some(whited) = last.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        if !self.opts.literal_whiteouts
+            && let Some(whited) = last.strip_prefix(WHITEOUT_PREFIX.as_bytes())
+        {
             return self.whiteout(e, parents, last, whited);
         }
         let parent = self.resolve(e, parents, true)?;
@@ -427,6 +437,14 @@ impl<'o> Extractor<'o> {
     }
 
     /// `./` or `.`: the target directory itself.
+    /// The owner an entry gets: the override, or the tar's.
+    fn owner_of(&self, e: &Entry) -> Result<(Uid, Gid), LayerError> {
+        match self.opts.owner {
+            Some((u, g)) => Ok((Uid::from_raw(u), Gid::from_raw(g))),
+            None => ids(e),
+        }
+    }
+
     fn root_entry(&mut self, e: &Entry) -> Result<(), LayerError> {
         if e.kind != EntryType::Dir {
             return Err(LayerError::InvalidPath {
@@ -436,7 +454,7 @@ impl<'o> Extractor<'o> {
         }
         let root = Rc::clone(self.resolver.root());
         if self.opts.preserve_owner {
-            let (uid, gid) = ids(e)?;
+            let (uid, gid) = self.owner_of(e)?;
             nix::unistd::fchown(root.fd(), Some(uid), Some(gid))
                 .map_err(errno_err(e, "changing owner"))?;
         }
@@ -564,7 +582,7 @@ impl<'o> Extractor<'o> {
             }
         }
         if self.opts.preserve_owner {
-            let (uid, gid) = ids(e)?;
+            let (uid, gid) = self.owner_of(e)?;
             nix::unistd::fchown(file.as_fd(), Some(uid), Some(gid))
                 .map_err(errno_err(e, "changing owner"))?;
         }
@@ -637,7 +655,7 @@ impl<'o> Extractor<'o> {
         if !self.opts.preserve_owner {
             return Ok(());
         }
-        let (uid, gid) = ids(e)?;
+        let (uid, gid) = self.owner_of(e)?;
         nix::unistd::fchownat(
             parent.fd(),
             name,

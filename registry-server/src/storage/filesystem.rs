@@ -223,7 +223,7 @@ impl StorageDriver for FilesystemDriver {
                 Ok(FsWriter {
                     file: Some(file),
                     path: p,
-                    buf: BytesMut::new(),
+                    buf: BytesMut::with_capacity(IO_CHUNK + (64 << 10)),
                     size,
                 })
             })
@@ -302,6 +302,7 @@ impl StorageDriver for FilesystemDriver {
     }
 }
 
+/// Appends in `IO_CHUNK` pieces on the blocking pool (one buffer per writer).
 struct FsWriter {
     file: Option<File>,
     path: String,
@@ -321,14 +322,17 @@ impl FsWriter {
                 source: io::Error::other("earlier write failed"),
             });
         };
-        let buf = self.buf.split().freeze();
+        let buf = std::mem::take(&mut self.buf);
         let p = self.path.clone();
-        let file = blocking(move || {
+        let (file, mut buf) = blocking(move || {
             file.write_all(&buf)
                 .map_err(|e| io_err("cannot write", &p, e))?;
-            Ok(file)
+            Ok((file, buf))
         })
         .await?;
+        // The same buffer is reused for the next chunk.
+        buf.clear();
+        self.buf = buf;
         self.file = Some(file);
         Ok(())
     }
