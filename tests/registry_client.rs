@@ -568,9 +568,7 @@ fn berth_server_in_token_mode() {
     if !require_tool("htpasswd") || !require_tool("skopeo") {
         return;
     }
-    let server = client_support::BerthRegistry::start(
-        "auth:\n  htpasswd: {dir}/htpasswd\n  token:\n    rules:\n      - repository: \"**\"\n        users: [berth]\n        actions: [\"*\"]\n",
-    );
+    let server = client_support::BerthRegistry::start(TOKEN_MODE_CONFIG);
     let host = server.addr.clone();
     let fx = fixture();
     let a = Root::new();
@@ -658,6 +656,150 @@ fn berth_server_in_token_mode() {
             &creds,
             &format!("docker://{streamed}")
         ]),
+        fx.image.manifest_digest
+    );
+}
+
+const TOKEN_MODE_CONFIG: &str = "auth:\n  htpasswd: {dir}/htpasswd\n  token:\n    rules:\n      - repository: \"**\"\n        users: [berth]\n        actions: [\"*\"]\n";
+
+/// Docker Hub's protocol: `docker.io/library/NAME` through a shim (set as
+/// docker.io's endpoint in berth's settings file) in front of berth's server
+/// in token mode, blob GETs redirected to a second host, with 429s, 500s and
+/// dropped connections injected on the way.
+#[test]
+fn docker_hub_protocol_through_a_shim_and_a_blob_host() {
+    if !require_tool("htpasswd") {
+        return;
+    }
+    let server = client_support::BerthRegistry::start(TOKEN_MODE_CONFIG);
+    let hub = client_support::hub::Hub::start(&server.addr);
+    let fx = fixture();
+    let a = Root::new();
+    a.load(&fx.archive);
+    let settings = a.scratch("berth-config.json");
+    fs::write(
+        &settings,
+        json!({"registry-endpoints": {"docker.io": hub.url}}).to_string(),
+    )
+    .unwrap();
+    let cfg_dir = a.scratch("docker-config");
+    fs::create_dir_all(&cfg_dir).unwrap();
+    let env = [
+        ("BERTH_CONFIG", settings.as_os_str()),
+        ("DOCKER_CONFIG", cfg_dir.as_os_str()),
+    ];
+
+    let out = berth(
+        &a,
+        &env,
+        Some(&format!("{PASSWORD}\n")),
+        &["login", "-u", USER, "--password-stdin"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let auths = read_json(&cfg_dir.join("config.json"))["auths"].clone();
+    assert_eq!(
+        auths["https://index.docker.io/v1/"]["auth"], AUTH_B64,
+        "{auths}"
+    );
+
+    // Push: the first blob upload is cut off mid-body, the second answered
+    // 500, the first manifest PUT 429 with Retry-After.
+    let out = berth(&a, &env, None, &["push", "busybox:latest", "hubtest:h1"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let faults = hub.log(|l| l.faults.clone());
+    for fault in ["upload drop", "upload 500", "manifest put 429"] {
+        assert!(
+            faults.iter().any(|f| f == fault),
+            "{fault} not injected: {faults:?}"
+        );
+    }
+    if require_tool("skopeo") {
+        let creds = format!("{USER}:{PASSWORD}");
+        let upstream = format!("docker://{}/library/hubtest:h1", server.addr);
+        let digest = skopeo_digest(&[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &upstream,
+        ]);
+        assert_eq!(digest, fx.image.manifest_digest);
+    }
+
+    // Pull: blobs come from the blob host, the large one after a 429, a 500
+    // and a connection dropped halfway (resumed with Range).
+    let b = Root::new();
+    let out = berth(&b, &env, None, &["pull", "hubtest:h1"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let tags = layout_tags(&b.path());
+    assert!(
+        tags.values().any(|d| *d == fx.image.manifest_digest),
+        "{tags:?}"
+    );
+    let (faults, requests, authorizations) = hub.log(|l| {
+        (
+            l.faults.clone(),
+            l.blob_requests.clone(),
+            l.blob_authorizations.clone(),
+        )
+    });
+    for fault in ["blob 429", "blob 500", "blob drop"] {
+        assert!(
+            faults.iter().any(|f| f == fault),
+            "{fault} not injected: {faults:?}"
+        );
+    }
+    assert!(
+        requests.iter().any(|(_, range)| range
+            .as_deref()
+            .is_some_and(|r| r.starts_with("bytes=") && r != "bytes=0-")),
+        "no resumed download: {requests:?}"
+    );
+    assert!(
+        authorizations.is_empty(),
+        "the registry token leaked to the blob host: {authorizations:?}"
+    );
+
+    // Rate limited for longer than the retries last: one clear line with
+    // Docker Hub's rate-limit headers.
+    hub.rate_limit_manifests();
+    let c = Root::new();
+    let err = one_error_line(&berth(&c, &env, None, &["pull", "hubtest:h1"]));
+    assert!(err.contains("TOOMANYREQUESTS"), "{err}");
+    assert!(err.contains("ratelimit-remaining: 0;w=21600"), "{err}");
+    let limited = hub.log(|l| l.faults.iter().filter(|f| *f == "rate limit").count());
+    assert!(limited > 1, "the 429 was not retried ({limited} sent)");
+}
+
+/// `insecure-registries` in berth's settings file ($BERTH_CONFIG) works like
+/// `--insecure-registry`.
+#[test]
+fn insecure_registry_from_the_settings_file() {
+    if !peers_present() {
+        return;
+    }
+    let reg = DockerRegistry::start(RegistryOptions::default());
+    let host = reg.host();
+    let fx = fixture();
+    let a = Root::new();
+    a.load(&fx.archive);
+    let dest = format!("{host}/settings/busybox:s1");
+    a.ok(&["tag", "busybox:latest", &dest]);
+    let settings = a.scratch("berth-config.json");
+    fs::write(&settings, json!({"other": true}).to_string()).unwrap();
+    let env = [("BERTH_CONFIG", settings.as_os_str())];
+    let err = one_error_line(&berth(&a, &env, None, &["push", &dest]));
+    assert!(err.contains("--insecure-registry"), "{err}");
+
+    fs::write(
+        &settings,
+        json!({"insecure-registries": [host], "other": true}).to_string(),
+    )
+    .unwrap();
+    let out = berth(&a, &env, None, &["push", &dest]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        skopeo_digest(&["inspect", "--tls-verify=false", &format!("docker://{dest}")]),
         fx.image.manifest_digest
     );
 }

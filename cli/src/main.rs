@@ -30,7 +30,8 @@ struct Cli {
     root: Option<PathBuf>,
 
     /// Talk plain HTTP (or HTTPS without verification) to this registry
-    /// host[:port]; may be repeated
+    /// host[:port]; may be repeated. Also `insecure-registries` in berth's
+    /// settings file ($BERTH_CONFIG, default ~/.config/berth/config.json)
     #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
     insecure_registry: Vec<String>,
 

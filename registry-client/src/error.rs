@@ -104,6 +104,12 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("config file {path} is not valid JSON")]
+    ConfigJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("credential helper docker-credential-{helper} {action}: {message}")]
     CredentialHelper {
         helper: String,

@@ -9,6 +9,9 @@
 //!   verification, uploads, mounts, tags), auth handled inside.
 //! - [`Client::pull`], [`Client::push`], [`Client::copy`]: whole images.
 //!
+//! [`Settings`] reads berth's client settings file (`insecure-registries`,
+//! `registry-endpoints`), for the CLI to merge into [`ClientOptions`].
+//!
 //! ```no_run
 //! # async fn demo(store: &berth_oci::Store) -> Result<(), berth_registry_client::Error> {
 //! use berth_registry_client::{Client, ClientOptions, PullOptions};
@@ -20,6 +23,7 @@
 //! ```
 
 mod auth;
+pub mod config;
 mod copy;
 pub mod credentials;
 mod error;
@@ -30,6 +34,7 @@ mod repository;
 mod transport;
 
 pub use auth::{Challenge, parse_challenge};
+pub use config::Settings;
 pub use credentials::{Credential, CredentialStore};
 pub use error::{Error, Result};
 pub use progress::{Event, NoProgress, Progress, SkipReason};

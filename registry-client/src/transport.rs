@@ -27,6 +27,11 @@ pub struct ClientOptions {
     pub insecure_registries: Vec<String>,
     /// Extra trusted CA certificates (PEM files).
     pub tls_ca: Vec<PathBuf>,
+    /// Where a registry's API really is, by the name references use:
+    /// `docker.io` -> `http://127.0.0.1:5000/` sends every `docker.io/...`
+    /// reference there (a mirror or a test double). The URL's scheme is used
+    /// as given, without probing.
+    pub registry_endpoints: HashMap<String, Url>,
     pub credentials: CredentialStore,
     /// Attempts per request on transient failures (at least 1).
     pub max_attempts: u32,
@@ -49,6 +54,7 @@ impl Default for ClientOptions {
         ClientOptions {
             insecure_registries: Vec::new(),
             tls_ca: Vec::new(),
+            registry_endpoints: HashMap::new(),
             credentials: CredentialStore::from_env(),
             max_attempts: 5,
             backoff: Duration::from_millis(200),
@@ -169,22 +175,48 @@ impl Client {
         Ok(endpoint)
     }
 
-    async fn ping(&self, registry: &str) -> Result<Endpoint> {
+    /// The API base URLs to try for `registry`, in order.
+    fn candidate_bases(&self, registry: &str, insecure: bool) -> Result<Vec<Url>> {
+        let overridden = self
+            .inner
+            .options
+            .registry_endpoints
+            .get(registry)
+            .or_else(|| match registry {
+                "index.docker.io" | "registry-1.docker.io" => {
+                    self.inner.options.registry_endpoints.get("docker.io")
+                }
+                _ => None,
+            });
+        if let Some(base) = overridden {
+            return Ok(vec![base.clone()]);
+        }
         let host = api_host(registry);
+        let mut schemes = vec!["https"];
+        if insecure {
+            schemes.push("http");
+        }
+        schemes
+            .into_iter()
+            .map(|scheme| {
+                Url::parse(&format!("{scheme}://{host}/"))
+                    .map_err(|e| Error::Invalid(format!("bad registry host {host:?}: {e}")))
+            })
+            .collect()
+    }
+
+    async fn ping(&self, registry: &str) -> Result<Endpoint> {
         let insecure = self.is_insecure(registry);
         let http = if insecure {
             self.inner.unverified.clone()
         } else {
             self.inner.verified.clone()
         };
-        let mut schemes = vec!["https"];
-        if insecure {
-            schemes.push("http");
-        }
+        let bases = self.candidate_bases(registry, insecure)?;
+        let probing = bases.len() > 1;
         let mut last_error = None;
-        for scheme in schemes {
-            let base = Url::parse(&format!("{scheme}://{host}/"))
-                .map_err(|e| Error::Invalid(format!("bad registry host {host:?}: {e}")))?;
+        for base in bases {
+            let scheme = base.scheme().to_string();
             let endpoint = Endpoint {
                 registry: registry.to_string(),
                 base,
@@ -194,7 +226,7 @@ impl Client {
             let url = endpoint.url("/v2/")?;
             // Probing HTTPS on an insecure registry that may speak only HTTP:
             // one try, then plain HTTP.
-            let attempt = if insecure && scheme == "https" {
+            let attempt = if probing && scheme == "https" {
                 http.get(url.clone())
                     .send()
                     .await

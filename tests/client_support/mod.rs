@@ -2,6 +2,8 @@
 //! (distribution) on 127.0.0.1, optionally with htpasswd auth and TLS from a
 //! CA made here with the openssl CLI.
 
+pub mod hub;
+
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@ use anyhow::Context;
 use berth_oci::{Platform, Reference, Store};
 use berth_registry_client::{
     Client, ClientOptions, Credential, CredentialStore, Event, Progress, PullOptions, PushOptions,
-    SkipReason, block_on,
+    Settings, SkipReason, block_on,
 };
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -107,10 +107,16 @@ pub struct CopyArgs {
     quiet: bool,
 }
 
+/// A client from the global flags plus berth's settings file (see
+/// [`Settings`]: `insecure-registries`, `registry-endpoints`).
 pub fn client(opts: &RemoteOptions, progress: Arc<dyn Progress>) -> anyhow::Result<Client> {
+    let settings = Settings::load().context("reading berth's settings file")?;
+    let mut insecure_registries = opts.insecure_registries.clone();
+    insecure_registries.extend(settings.insecure_registries);
     let options = ClientOptions {
-        insecure_registries: opts.insecure_registries.clone(),
+        insecure_registries,
         tls_ca: opts.tls_ca.iter().cloned().collect(),
+        registry_endpoints: settings.registry_endpoints,
         progress,
         ..ClientOptions::default()
     };
