@@ -978,16 +978,7 @@ fn dispatch(
                     Source::Heredoc(_) => None,
                 })
                 .collect();
-            let heredocs: Vec<(String, Vec<u8>)> = c
-                .sources
-                .iter()
-                .filter_map(|s| match s {
-                    Source::Heredoc(n) => instr
-                        .heredoc(n)
-                        .map(|h| (n.to_string(), h.content().into_bytes())),
-                    Source::Path(_) => None,
-                })
-                .collect();
+            let heredocs = heredoc_sources(instr, &c.sources);
             let spec = CopySpec {
                 sources,
                 heredocs,
@@ -1031,16 +1022,7 @@ fn dispatch(
                     sources.push(p.to_string());
                 }
             }
-            let heredocs: Vec<(String, Vec<u8>)> = a
-                .sources
-                .iter()
-                .filter_map(|s| match s {
-                    Source::Heredoc(n) => instr
-                        .heredoc(n)
-                        .map(|h| (n.to_string(), h.content().into_bytes())),
-                    Source::Path(_) => None,
-                })
-                .collect();
+            let heredocs = heredoc_sources(instr, &a.sources);
             let spec = CopySpec {
                 sources,
                 heredocs,
@@ -1058,6 +1040,19 @@ fn dispatch(
         }
         Command::Run(r) => run_step(shared, df, instr, r, state, step),
     }
+}
+
+/// The heredoc sources of a COPY/ADD: (name, content).
+fn heredoc_sources(instr: &Instruction, sources: &[Source]) -> Vec<(String, Vec<u8>)> {
+    sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Heredoc(n) => instr
+                .heredoc(n)
+                .map(|h| (n.to_string(), h.content().into_bytes())),
+            Source::Path(_) => None,
+        })
+        .collect()
 }
 
 struct CopySpec {
