@@ -1965,3 +1965,84 @@ fn a_buildah_image_serves_as_a_from_base() {
         "from-buildah\nbuildah\n"
     );
 }
+
+/// A static file server on 127.0.0.1 (Python's http.server), stopped when
+/// dropped.
+struct FileServer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl FileServer {
+    fn start(files: &[(&str, &[u8])]) -> FileServer {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in files {
+            fs::write(dir.path().join(name), body).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        assert!(
+            common::wait_for(std::time::Duration::from_secs(20), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }),
+            "the file server did not listen"
+        );
+        FileServer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn add_downloads_urls_and_checks_their_checksum() {
+    let Some(root) = busybox_root() else { return };
+    if !require_tool("python3") {
+        return;
+    }
+    let body = b"downloaded content\n";
+    let server = FileServer::start(&[("tool.txt", body)]);
+    let url = format!("http://127.0.0.1:{}/tool.txt", server.port);
+    let sum = common::sha256_bytes(body);
+    // Into a directory (named after the URL) and to a file name, with mode
+    // 0600 as BuildKit gives downloads.
+    let ctx = Ctx::new(&format!(
+        "FROM busybox\nADD --checksum={sum} {url} /dl/\nADD {url} /renamed.txt\n"
+    ));
+    build(&root, ctx.path(), &["-t", "addurl"]);
+    assert_eq!(
+        sh(&root, "addurl", "cat /dl/tool.txt /renamed.txt; stat -c %a /dl/tool.txt"),
+        "downloaded content\ndownloaded content\n600\n"
+    );
+    // A wrong checksum fails the step, naming both digests.
+    let bad = Ctx::new(&format!(
+        "FROM busybox\nADD --checksum=sha256:{} {url} /dl/\n",
+        "0".repeat(64)
+    ));
+    let err = build_fails(&root, bad.path(), &["-t", "addurl-bad"]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("checksum mismatch") && err.contains(&sum),
+        "{err}"
+    );
+}
