@@ -2032,7 +2032,11 @@ fn add_downloads_urls_and_checks_their_checksum() {
     ));
     build(&root, ctx.path(), &["-t", "addurl"]);
     assert_eq!(
-        sh(&root, "addurl", "cat /dl/tool.txt /renamed.txt; stat -c %a /dl/tool.txt"),
+        sh(
+            &root,
+            "addurl",
+            "cat /dl/tool.txt /renamed.txt; stat -c %a /dl/tool.txt"
+        ),
         "downloaded content\ndownloaded content\n600\n"
     );
     // A wrong checksum fails the step, naming both digests.
