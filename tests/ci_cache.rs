@@ -3,105 +3,27 @@
 //! exports its cache, runner B imports it and must find every step cached,
 //! produce the same image, and download no layer it does not need.
 
+// Shared with tests/registry_client.rs; this binary uses only the registries.
+#[allow(dead_code)]
+mod client_support;
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
+use client_support::{BerthRegistry, DockerRegistry, RegistryOptions};
 use common::*;
 use tempfile::TempDir;
 
-/// A registry server under test: Debian's distribution or berth's own.
-struct Registry {
-    child: Child,
-    _dir: TempDir,
-    host: String,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn distribution() -> Registry {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = format!(
-        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-        dir.path().join("data").display()
-    );
-    fs::write(dir.path().join("config.yml"), config).unwrap();
-    let log = fs::File::create(dir.path().join("log")).unwrap();
-    let child = Command::new(find_tool("docker-registry").expect("docker-registry"))
-        .arg("serve")
-        .arg(dir.path().join("config.yml"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start docker-registry");
-    assert!(
-        wait_for(Duration::from_secs(20), || TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "docker-registry did not listen on {port}"
-    );
-    Registry {
-        child,
-        _dir: dir,
-        host: format!("127.0.0.1:{port}"),
-    }
-}
-
-fn berth_server() -> Registry {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BERTH)
-        .arg("--root")
-        .arg(dir.path().join("storage"))
-        .args(["registry", "serve", "--addr", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(fs::File::create(dir.path().join("log")).unwrap())
-        .spawn()
-        .expect("start berth registry serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    let host = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("berth registry serve printed {first:?}"))
-        .trim()
-        .to_string();
-    std::thread::spawn(move || lines.for_each(drop));
-    Registry {
-        child,
-        _dir: dir,
-        host,
-    }
-}
-
-/// A root with the busybox base pushed to `reg` as REG/base/busybox:1 (so an
-/// empty runner can pull it), returning the base reference.
-fn seed_base(reg: &Registry) -> String {
+/// A root with the busybox base pushed to the registry at `host` as
+/// HOST/base/busybox:1 (so an empty runner can pull it), returning the base
+/// reference.
+fn seed_base(host: &str) -> String {
     let seeder = Root::new();
     seeder.load(&fixture().archive);
-    let base = format!("{}/base/busybox:1", reg.host);
+    let base = format!("{host}/base/busybox:1");
     seeder.ok(&["tag", "busybox:latest", &base]);
-    seeder.ok(&["--insecure-registry", &reg.host, "push", "-q", &base]);
+    seeder.ok(&["--insecure-registry", host, "push", "-q", &base]);
     base
 }
 
@@ -203,16 +125,16 @@ fn layer_sizes(root: &Root, image: &str) -> Vec<u64> {
         .collect()
 }
 
-fn runners_share_the_cache_through(reg: &Registry) {
-    let base = seed_base(reg);
+fn runners_share_the_cache_through(host: &str) {
+    let base = seed_base(host);
     let ctx = reference_context(&base);
-    let cache = format!("{}/cache/app:buildcache", reg.host);
-    let image = format!("{}/app/demo:1", reg.host);
+    let cache = format!("{}/cache/app:buildcache", host);
+    let image = format!("{}/app/demo:1", host);
 
     let a = Root::new();
     let (id_a, log_a) = build(
         &a,
-        &reg.host,
+        host,
         &[
             "--cache-to",
             &format!("type=registry,ref={cache},mode=max"),
@@ -249,7 +171,7 @@ fn runners_share_the_cache_through(reg: &Registry) {
     let b = Root::new();
     let (id_b, log_b) = build(
         &b,
-        &reg.host,
+        host,
         &[
             "--cache-from",
             &format!("type=registry,ref={cache}"),
@@ -286,10 +208,10 @@ fn runners_share_the_cache_through(reg: &Registry) {
     // Runner C pushes the cached result: no layer bytes at all, the
     // registry mounts them.
     let c = Root::new();
-    let image2 = format!("{}/app/demo:2", reg.host);
+    let image2 = format!("{}/app/demo:2", host);
     let (id_c, log_c) = build(
         &c,
-        &reg.host,
+        host,
         &[
             "--cache-from",
             &format!("type=registry,ref={cache}"),
@@ -321,8 +243,8 @@ fn runners_share_the_cache_through_distribution() {
     if !require_root() || !require_tool("docker-registry") || !require_tool("skopeo") {
         return;
     }
-    let reg = distribution();
-    runners_share_the_cache_through(&reg);
+    let reg = DockerRegistry::start(RegistryOptions::default());
+    runners_share_the_cache_through(&reg.host());
 }
 
 #[test]
@@ -330,8 +252,9 @@ fn runners_share_the_cache_through_berths_server() {
     if !require_root() || !require_tool("skopeo") {
         return;
     }
-    let reg = berth_server();
-    runners_share_the_cache_through(&reg);
+    // Anonymous: an empty configuration.
+    let reg = BerthRegistry::start("{}\n");
+    runners_share_the_cache_through(&reg.addr);
 }
 
 #[test]
@@ -339,8 +262,9 @@ fn local_and_inline_caches_between_roots() {
     if !require_root() || !require_tool("docker-registry") {
         return;
     }
-    let reg = distribution();
-    let base = seed_base(&reg);
+    let reg = DockerRegistry::start(RegistryOptions::default());
+    let host = reg.host();
+    let base = seed_base(&host);
     let ctx = reference_context(&base);
     let dir = tempfile::tempdir().unwrap();
     let cache_dir: PathBuf = dir.path().join("cache");
@@ -349,7 +273,7 @@ fn local_and_inline_caches_between_roots() {
     let a = Root::new();
     let (id_a, _) = build(
         &a,
-        &reg.host,
+        &host,
         &[
             "--cache-to",
             &format!("type=local,dest={},mode=max", cache_dir.display()),
@@ -360,7 +284,7 @@ fn local_and_inline_caches_between_roots() {
     let b = Root::new();
     let (id_b, log_b) = build(
         &b,
-        &reg.host,
+        &host,
         &[
             "--cache-from",
             &format!("type=local,src={}", cache_dir.display()),
@@ -378,7 +302,7 @@ fn local_and_inline_caches_between_roots() {
     let empty = Root::new();
     let (id_e, _) = build(
         &empty,
-        &reg.host,
+        &host,
         &[
             "--cache-from",
             &format!("type=local,src={}", dir.path().join("none").display()),
@@ -389,18 +313,18 @@ fn local_and_inline_caches_between_roots() {
 
     // type=inline: the pushed image carries its own cache (mode=min: the
     // final stage's steps).
-    let image = format!("{}/app/inline:1", reg.host);
+    let image = format!("{}/app/inline:1", host);
     let c = Root::new();
     build(
         &c,
-        &reg.host,
+        &host,
         &["--cache-to", "type=inline", "--push", "-t", &image],
         ctx.path(),
     );
     let d = Root::new();
     let (_, log_d) = build(
         &d,
-        &reg.host,
+        &host,
         &["--cache-from", &format!("type=registry,ref={image}")],
         ctx.path(),
     );

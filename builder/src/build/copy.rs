@@ -107,24 +107,11 @@ fn basename(rel: &str) -> &str {
 }
 
 /// Follows a context symlink named directly as a source, inside the context.
-fn follow_context_link<'c>(
-    ctx: &'c Context,
-    mut entry: &'c ContextEntry,
-) -> Option<&'c ContextEntry> {
-    for _ in 0..40 {
-        if entry.kind != EntryKind::Symlink {
-            return Some(entry);
-        }
-        let target = entry.link_target.as_deref()?;
-        let joined = if target.starts_with('/') {
-            target.to_string()
-        } else {
-            let parent = entry.rel.rsplit_once('/').map_or("", |(p, _)| p);
-            format!("{parent}/{target}")
-        };
-        entry = ctx.get(&clean_source(&joined))?;
+fn follow_context_link<'c>(ctx: &'c Context, entry: &'c ContextEntry) -> Option<&'c ContextEntry> {
+    if entry.kind != EntryKind::Symlink {
+        return Some(entry);
     }
-    None
+    ctx.get(&resolve_context_path(ctx, &entry.rel)?)
 }
 
 /// The context path `path` names with every symlink on the way followed
