@@ -4,8 +4,11 @@
 # `berth dockerfile parse` (parse and JSON printing) and of the parser alone
 # (builder example `parse_only`, in process).
 #
-# CPU time (user + system) is what the measured process itself used: other
-# builds competing for the cores lengthen the wall time but not that.
+# CPU time (user + system, every thread) is what the measured process itself
+# used: other builds competing for the cores lengthen the wall time but not
+# that. Both paths use two threads on a large file: the CLI parses on one and
+# prints on the other, and the parser reads the two halves of the file at once
+# (so on two idle cores the wall-time MB/s is above the CPU-time MB/s).
 #
 # Usage: bench/parse.sh [SIZE_MB] [ROUNDS]     (defaults: at least 24 MB, 5 rounds)
 # To measure other builds (say, before and after a change) under the same

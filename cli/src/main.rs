@@ -2,6 +2,9 @@
 //! crates together, renders output, and turns every error into one line on
 //! stderr and an exit code.
 
+// Built without transparent huge pages (`no_thp`): berth's processes are
+// short or stream in small buffers, and a 2 MiB page zeroed on first touch
+// costs them time and resident memory for a few KiB used.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -162,68 +162,81 @@ pub fn write_json<W: Write>(df: &Dockerfile, out: W, pretty: bool) -> serde_json
 }
 
 /// The JSON form of a Dockerfile parsed with
-/// [`parse_each`](super::parse_each), one instruction at a time:
-/// [`instruction`](Self::instruction) for each, then
-/// [`finish`](Self::finish) writes the whole text, exactly as [`write_json`]
-/// would for the parsed Dockerfile.
+/// [`parse_each`](super::parse_each), one instruction at a time: `new` with
+/// the file's [`head`](super::head), [`instruction`](Self::instruction) for
+/// each, then [`finish`](Self::finish). The text is exactly what
+/// [`write_json`] writes for the parsed Dockerfile.
 ///
-/// The text is held until `finish` (in chunks, never copied to grow) rather
-/// than written as it comes: a Dockerfile with an error somewhere prints no
-/// JSON at all, and the error may only be known at the end.
-pub struct JsonStream {
-    json: JsonWriter<io::Sink>,
-    full: Vec<Vec<u8>>,
+/// The first `hold_back` bytes are held rather than written: a Dockerfile
+/// of up to that much JSON with an error somewhere prints no JSON at all
+/// (the error may only be known at the end). Past that the text streams to
+/// `out`, so memory stays bounded however large the file is; an error found
+/// later leaves the text written so far incomplete, which
+/// [`streaming`](Self::streaming) tells.
+pub struct JsonStream<W: Write> {
+    json: JsonWriter<W>,
     count: usize,
+    hold_back: usize,
+    streaming: bool,
+    /// The first write error: later instructions are no longer written.
+    error: Option<io::Error>,
 }
 
-/// How large [`JsonStream`]'s chunks grow before a new one starts.
-const STREAM_CHUNK: usize = 1024 * 1024;
-
-impl JsonStream {
-    pub fn new(pretty: bool) -> Self {
+impl<W: Write> JsonStream<W> {
+    pub fn new(pretty: bool, head: &Dockerfile, out: W, hold_back: usize) -> Self {
+        let mut json = JsonWriter {
+            out,
+            buf: Vec::with_capacity(CHUNK + CHUNK / 2),
+            pretty,
+            depth: 0,
+        };
+        json.head(head);
         JsonStream {
-            json: JsonWriter {
-                out: io::sink(),
-                buf: Vec::with_capacity(STREAM_CHUNK + STREAM_CHUNK / 4),
-                pretty,
-                // Instructions sit in the top object's `instructions` array.
-                depth: 2,
-            },
-            full: Vec::new(),
+            json,
             count: 0,
+            hold_back,
+            streaming: false,
+            error: None,
         }
     }
 
     /// Adds the next instruction.
     pub fn instruction(&mut self, instr: &Instruction) {
+        if self.error.is_some() {
+            return;
+        }
         self.json.item(self.count == 0);
         self.json.instruction(instr);
         self.count += 1;
-        if self.json.buf.len() >= STREAM_CHUNK {
-            let next = Vec::with_capacity(STREAM_CHUNK + STREAM_CHUNK / 4);
-            self.full.push(std::mem::replace(&mut self.json.buf, next));
+        let limit = if self.streaming {
+            CHUNK
+        } else {
+            self.hold_back
+        };
+        if self.json.buf.len() >= limit {
+            self.streaming = true;
+            if let Err(e) = self.json.out.write_all(&self.json.buf) {
+                self.error = Some(e);
+            }
+            self.json.buf.clear();
         }
     }
 
-    /// Writes the JSON text to `out`: `df`'s fields (its `instructions` are
-    /// ignored) with the instructions added so far.
-    pub fn finish<W: Write>(self, df: &Dockerfile, mut out: W) -> io::Result<()> {
-        let mut around = JsonWriter {
-            out: io::sink(),
-            buf: Vec::new(),
-            pretty: self.json.pretty,
-            depth: 0,
-        };
-        around.head(df);
-        out.write_all(&around.buf)?;
-        around.buf.clear();
-        for chunk in self.full.iter().chain([&self.json.buf]) {
-            out.write_all(chunk)?;
+    /// True once text has been written to `out`.
+    pub fn streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// Writes the rest of the text: the instructions not yet written and the
+    /// file's closing fields.
+    pub fn finish(mut self) -> io::Result<()> {
+        if let Some(e) = self.error {
+            return Err(e);
         }
         // `head` left the depth where the instructions are.
-        around.tail(self.count > 0);
-        out.write_all(&around.buf)?;
-        out.flush()
+        self.json.tail(self.count > 0);
+        self.json.out.write_all(&self.json.buf)?;
+        self.json.out.flush()
     }
 }
 
@@ -707,41 +720,61 @@ mod tests {
     }
 
     /// `df` written by a [`JsonStream`].
+    /// Held whole, and streamed from the first instruction on.
     fn streamed(df: &Dockerfile, pretty: bool) -> Vec<u8> {
-        let mut stream = JsonStream::new(pretty);
-        for instr in &df.instructions {
-            stream.instruction(instr);
+        let mut outputs = Vec::new();
+        for hold_back in [usize::MAX, 0] {
+            let mut out = Vec::new();
+            let mut stream = JsonStream::new(pretty, df, &mut out, hold_back);
+            for instr in &df.instructions {
+                stream.instruction(instr);
+            }
+            stream.finish().unwrap();
+            outputs.push(out);
         }
-        let mut out = Vec::new();
-        stream.finish(df, &mut out).unwrap();
-        out
+        assert!(outputs[0] == outputs[1], "held and streamed JSON differ");
+        outputs.remove(0)
     }
 
     #[test]
     fn stream_spanning_many_chunks_matches_write_json() {
-        let block =
-            "FROM a AS b\nENV x=1 \\\n  y=2\nRUN <<EOF\necho \"hi\"\nEOF\nONBUILD COPY . /x\n";
-        let source = block.repeat(3 * STREAM_CHUNK / block.len());
-        let mut stream = JsonStream::new(true);
+        let block = "# escape=`\nFROM a AS b\nENV x=1 `\n  y=2\nRUN <<EOF\necho \"hi\"\nEOF\nONBUILD COPY . /x\n";
+        let source = block.repeat(3 * CHUNK / block.len());
+        let head = crate::dockerfile::head(&source, "Dockerfile");
+        assert_eq!(head.escape, '`');
+        let mut out = Vec::new();
+        let mut stream = JsonStream::new(true, &head, &mut out, CHUNK / 2);
         let mut each = Vec::new();
-        let head = crate::dockerfile::parse_each(&source, "Dockerfile", |i| {
+        let rest = crate::dockerfile::parse_each(&source, "Dockerfile", |i| {
             stream.instruction(&i);
             each.push(i);
         })
         .unwrap();
-        assert!(head.instructions.is_empty());
-        assert!(
-            stream.full.len() >= 2,
-            "only {} full chunks",
-            stream.full.len()
-        );
-        let mut out = Vec::new();
-        stream.finish(&head, &mut out).unwrap();
+        assert!(rest.instructions.is_empty());
+        assert!(stream.streaming());
+        stream.finish().unwrap();
         let df = parse(&source, "Dockerfile").unwrap();
         assert_eq!(each, df.instructions);
         let mut direct = Vec::new();
         write_json(&df, &mut direct, true).unwrap();
         assert!(out == direct, "streamed JSON differs from write_json");
+    }
+
+    #[test]
+    fn held_stream_writes_nothing_until_finished() {
+        let df = parse("FROM a\nRUN b\n", "Dockerfile").unwrap();
+        let mut out = Vec::new();
+        let mut stream = JsonStream::new(false, &df, &mut out, 1 << 20);
+        for instr in &df.instructions {
+            stream.instruction(instr);
+        }
+        assert!(!stream.streaming());
+        drop(stream);
+        assert!(
+            out.is_empty(),
+            "a dropped held stream wrote {} bytes",
+            out.len()
+        );
     }
 
     #[test]

@@ -206,7 +206,7 @@ fn is_comment(line: &str) -> bool {
 /// BuildKit's line-continuation test: the line ends with the escape
 /// character (spaces and tabs after it allowed) that is not itself escaped.
 /// Returns the line without it and whether the instruction ends here.
-fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
+pub(crate) fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
     let bytes = line.as_bytes();
     let mut end = bytes.len();
     while end > 0 && matches!(bytes[end - 1], b' ' | b'\t') {
@@ -250,6 +250,39 @@ impl<'a, 'f> Reader<'a, 'f> {
         }
     }
 
+    /// A reader that starts at byte `offset` of `source` (which has no byte
+    /// order mark), on line `line_no + 1`, past the directives and with the
+    /// escape character they chose: the second half of a file read in two.
+    pub fn resume(
+        source: &'a str,
+        file: &'f str,
+        offset: usize,
+        line_no: usize,
+        escape: char,
+    ) -> Self {
+        Reader {
+            file,
+            source,
+            rest: source.get(offset..).unwrap_or(""),
+            line_no,
+            escape,
+            directives: DirectiveReader {
+                done: true,
+                found: Vec::new(),
+            },
+        }
+    }
+
+    /// The source this reader reads, without its byte order mark.
+    pub fn source(&self) -> &'a str {
+        self.source
+    }
+
+    /// How many bytes of the source have been read.
+    pub fn offset(&self) -> usize {
+        self.source.len() - self.rest.len()
+    }
+
     pub fn directives(&self) -> &[Directive] {
         &self.directives.found
     }
@@ -274,10 +307,9 @@ impl<'a, 'f> Reader<'a, 'f> {
         DockerfileError::new(self.file, Position::new(self.line_no.max(1), 1), None, kind)
     }
 
+    /// Called only while directives may still come (most lines skip it).
+    #[cold]
     fn check_directive(&mut self, token: &str) -> Result<(), DockerfileError> {
-        if self.directives.done {
-            return Ok(());
-        }
         let line = self.line_no;
         match self.directives.read(token, line) {
             Ok(Some(d)) if d.name == "escape" => match d.value.as_str() {
@@ -300,7 +332,9 @@ impl<'a, 'f> Reader<'a, 'f> {
             let start_line = self.line_no;
             let no_newline = trim_newline(raw);
             let token = words::trim_start(no_newline);
-            self.check_directive(token)?;
+            if !self.directives.done {
+                self.check_directive(token)?;
+            }
             if token.starts_with('#') {
                 continue;
             }
@@ -332,7 +366,9 @@ impl<'a, 'f> Reader<'a, 'f> {
                     break;
                 };
                 let token = trim_newline(raw);
-                self.check_directive(token)?;
+                if !self.directives.done {
+                    self.check_directive(token)?;
+                }
                 if is_comment(raw) {
                     continue;
                 }

@@ -77,4 +77,4 @@ mod words;
 
 pub use ast::*;
 pub use error::{DockerfileError, ErrorKind, Position};
-pub use parser::{parse, parse_bytes, parse_each};
+pub use parser::{head, parse, parse_bytes, parse_each};

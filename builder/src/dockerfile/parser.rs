@@ -28,20 +28,129 @@ use crate::suggest;
 
 /// Parses a Dockerfile. `file` is the name errors are reported under. The
 /// result borrows from `source`.
+///
+/// A large file is read in two halves on two threads when the machine has
+/// the cores (see [`parse_in_two`]); the result is the same as reading it in
+/// one pass.
 pub fn parse<'src>(source: &'src str, file: &str) -> Result<Dockerfile<'src>, DockerfileError> {
-    // Instructions are large, and growing the vector copies all of them:
-    // reserve for the most there can be (one per line; memory not used is
-    // never touched) and give back the rest at the end.
-    let lines = scan::count_byte(source.as_bytes(), b'\n');
+    if source.len() >= TWO_THREADS_FROM
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+        && let Some((df, _)) = parse_in_two(source, file)
+    {
+        return Ok(df);
+    }
+    let mut instructions = reserved(source);
+    let mut df = parse_each(source, file, |instruction| instructions.push(instruction))?;
+    df.instructions = instructions;
+    Ok(df)
+}
+
+/// From this size on, [`parse`] reads a file in two halves at once.
+const TWO_THREADS_FROM: usize = 4 << 20;
+
+/// A vector for the instructions of `text`. Instructions are large, and
+/// growing the vector copies all of them: it holds the most there can be
+/// (one per line). The unused tail is never touched, so it costs address
+/// space, not memory; shrinking the vector at the end would copy every
+/// instruction, so it stays.
+fn reserved<'src>(text: &str) -> Vec<Instruction<'src>> {
+    let lines = scan::count_byte(text.as_bytes(), b'\n');
     let mut instructions = Vec::new();
     if instructions.try_reserve_exact(lines + 1).is_err() {
         // The system refused that much address space: the vector grows as
         // instructions come instead.
     }
-    let mut df = parse_each(source, file, |instruction| instructions.push(instruction))?;
-    instructions.shrink_to_fit();
+    instructions
+}
+
+/// Parses a large file in two halves on two threads, or returns `None`
+/// where that cannot give the one-pass result, for [`parse`] to read it in
+/// one pass: when the file has an error (which error wins depends on the
+/// whole file) or no FROM in its first half (the second half is read as if
+/// a stage had begun).
+///
+/// The second half starts at the first line past the middle that looks like
+/// an instruction's first line: it starts with a keyword, and the line before
+/// it is neither blank, a comment nor continued. That is a guess (the line
+/// may be inside a heredoc's body): the first half, read from the top, is
+/// stopped where the second begins, and only if its last instruction ends
+/// exactly there was the guess right. If not, the first half's thread reads
+/// on to the end, and its result is the whole file's. The flag tells whether
+/// the second half was used.
+fn parse_in_two<'src>(source: &'src str, file: &str) -> Option<(Dockerfile<'src>, bool)> {
+    let mut first_reader = Reader::new(source, file);
+    let text = first_reader.source();
+    let escape = head(source, file).escape;
+    let split = second_half_start(text, escape)?;
+    let lines_before = scan::count_byte(&text.as_bytes()[..split], b'\n');
+    let (first, second) = std::thread::scope(|scope| {
+        // Without a second thread, this one reads the whole file.
+        let second = std::thread::Builder::new()
+            .spawn_scoped(scope, move || {
+                let mut reader = Reader::resume(text, file, split, lines_before, escape);
+                let mut pass = Pass::new(file, true);
+                let mut instructions = reserved(&text[split..]);
+                let ended = pass.read(&mut reader, usize::MAX, &mut |i| instructions.push(i));
+                (ended, pass, instructions)
+            })
+            .ok();
+        let stop = if second.is_some() { split } else { usize::MAX };
+        let mut pass = Pass::new(file, false);
+        let mut instructions = reserved(text);
+        let mut push = |i| instructions.push(i);
+        let mut ended = pass.read(&mut first_reader, stop, &mut push);
+        if matches!(ended, Ok(Ended::PastStop)) {
+            ended = pass.read(&mut first_reader, usize::MAX, &mut push);
+        }
+        ((ended, pass, instructions), second.map(|s| s.join()))
+    });
+    let (first_ended, first_pass, mut instructions) = first;
+    let first_ended = first_ended.ok()?;
+    if first_pass.deferred.is_some() || !first_pass.seen_from {
+        return None;
+    }
+    if matches!(first_ended, Ended::AtStop) {
+        let (second_ended, second_pass, mut rest) = second?.ok()?;
+        second_ended.ok()?;
+        if second_pass.deferred.is_some() || !second_pass.any_line {
+            return None;
+        }
+        let mut df = first_pass.finish(&first_reader).ok()?;
+        df.empty_continuation_lines
+            .extend(second_pass.empty_continuation_lines);
+        instructions.append(&mut rest);
+        df.instructions = instructions;
+        return Some((df, true));
+    }
+    let mut df = first_pass.finish(&first_reader).ok()?;
     df.instructions = instructions;
-    Ok(df)
+    Some((df, false))
+}
+
+/// Where [`parse_in_two`] guesses the second half starts: the first line at
+/// or past the middle of `text` that starts with an instruction's keyword
+/// and follows a line that ends an instruction, if it holds one (not blank,
+/// not a comment, not continued with `escape`).
+fn second_half_start(text: &str, escape: char) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut line_start = text.len() / 2;
+    loop {
+        line_start += scan::find_byte(bytes.get(line_start..)?, b'\n')? + 1;
+        let rest = &bytes[line_start..];
+        let word = scan::find_word_end(rest, [b' '; 3]).unwrap_or(rest.len());
+        if Keyword::parse(&text[line_start..line_start + word]).is_none() {
+            continue;
+        }
+        let before = &text[..line_start - 1];
+        let previous = before.rfind('\n').map_or(before, |i| &before[i + 1..]);
+        let previous = words::trim(previous.strip_suffix('\r').unwrap_or(previous));
+        if previous.is_empty() || previous.starts_with('#') {
+            continue;
+        }
+        if crate::dockerfile::lexer::trim_continuation(previous, escape).1 {
+            return Some(line_start);
+        }
+    }
 }
 
 /// Parses a Dockerfile like [`parse`], but hands each instruction to `each`
@@ -59,98 +168,175 @@ pub fn parse_each<'src>(
     mut each: impl FnMut(Instruction<'src>),
 ) -> Result<Dockerfile<'src>, DockerfileError> {
     let mut reader = Reader::new(source, file);
-    let mut empty_continuation_lines = Vec::new();
-    let mut any_line = false;
-    let mut seen_from = false;
-    let mut last_start = None;
-    // BuildKit reads the whole file into nodes before it types any of them,
-    // so an error of that first step anywhere wins over a typing error. We
-    // do both in one pass (no second copy of the file in memory) and keep
-    // the first typing error until the first step has seen every line.
-    let mut deferred: Option<DockerfileError> = None;
-    while let Some(line) = reader.next_logical()? {
-        any_line = true;
-        if line.had_empty_continuation {
-            empty_continuation_lines.push(line.end_line);
-        }
-        let ctx = Ctx {
+    let mut pass = Pass::new(file, false);
+    pass.read(&mut reader, usize::MAX, &mut each)?;
+    pass.finish(&reader)
+}
+
+/// Why [`Pass::read`] returned.
+enum Ended {
+    AtEnd,
+    /// The next instruction starts exactly at the stop offset.
+    AtStop,
+    /// The last instruction read runs past the stop offset.
+    PastStop,
+}
+
+/// What reading a file carries from one instruction to the next.
+struct Pass<'f> {
+    file: &'f str,
+    empty_continuation_lines: Vec<usize>,
+    any_line: bool,
+    seen_from: bool,
+    last_start: Option<Position>,
+    /// BuildKit reads the whole file into nodes before it types any of
+    /// them, so an error of that first step anywhere wins over a typing
+    /// error. We do both in one pass (no second copy of the file in memory)
+    /// and keep the first typing error until the first step has seen every
+    /// line.
+    deferred: Option<DockerfileError>,
+}
+
+impl<'f> Pass<'f> {
+    fn new(file: &'f str, seen_from: bool) -> Self {
+        Pass {
             file,
-            line: &line,
+            empty_continuation_lines: Vec::new(),
+            any_line: false,
+            seen_from,
+            last_start: None,
+            deferred: None,
+        }
+    }
+
+    /// Reads instructions, handing each to `each`, up to the end of the
+    /// source or until the reader is at or past the byte offset `stop`.
+    fn read<'src>(
+        &mut self,
+        reader: &mut Reader<'src, '_>,
+        stop: usize,
+        each: &mut impl FnMut(Instruction<'src>),
+    ) -> Result<Ended, DockerfileError> {
+        let file = self.file;
+        loop {
+            let at = reader.offset();
+            if at >= stop {
+                return Ok(if at == stop {
+                    Ended::AtStop
+                } else {
+                    Ended::PastStop
+                });
+            }
+            let Some(line) = reader.next_logical()? else {
+                return Ok(Ended::AtEnd);
+            };
+            self.any_line = true;
+            if line.had_empty_continuation {
+                self.empty_continuation_lines.push(line.end_line);
+            }
+            let ctx = Ctx {
+                file,
+                line: &line,
+                escape: reader.escape,
+            };
+            // Both steps for the line. The instruction is large: it goes from
+            // `typed` to `each` with as few moves as can be.
+            let typed = match &line.text {
+                &Cow::Borrowed(text) => {
+                    let mut node = Node::empty();
+                    ctx.first_step(text, reader, &mut node)?;
+                    if self.deferred.is_some() {
+                        continue;
+                    }
+                    ctx.typed(&mut node, ctx.end_line(reader))
+                }
+                Cow::Owned(text) => {
+                    let mut node = Node::empty();
+                    ctx.first_step(text, reader, &mut node)?;
+                    if self.deferred.is_some() {
+                        continue;
+                    }
+                    ctx.typed(&mut node, ctx.end_line(reader))
+                        .map(|i| i.map_text(&mut |t| line.to_source(t)))
+                }
+            };
+            let mut instruction = match typed {
+                Ok(i) => i,
+                Err(e) => {
+                    self.deferred = Some(e);
+                    continue;
+                }
+            };
+            match instruction.keyword {
+                Keyword::From => self.seen_from = true,
+                Keyword::Arg => {}
+                _ if !self.seen_from => {
+                    let written = &instruction.keyword_as_written;
+                    let kind = ErrorKind::NoBuildStage {
+                        instruction: written.to_ascii_uppercase(),
+                    };
+                    self.deferred = Some(DockerfileError::new(
+                        file,
+                        instruction.start,
+                        Some(written),
+                        kind,
+                    ));
+                    continue;
+                }
+                _ => {}
+            }
+            self.last_start = Some(instruction.start);
+            // The instruction takes the line itself: no copy.
+            instruction.original = line.text;
+            each(instruction);
+        }
+    }
+
+    /// The file's own fields once every instruction has been read, or the
+    /// error the whole file has.
+    fn finish<'src>(self, reader: &Reader<'src, '_>) -> Result<Dockerfile<'src>, DockerfileError> {
+        let file = self.file;
+        if !self.any_line {
+            return Err(DockerfileError::new(
+                file,
+                Position::new(reader.line_no().max(1), 1),
+                None,
+                ErrorKind::NoInstructions,
+            ));
+        }
+        if let Some(e) = self.deferred {
+            return Err(e);
+        }
+        if !self.seen_from {
+            let last = self.last_start.unwrap_or(Position::new(1, 1));
+            return Err(DockerfileError::new(file, last, None, ErrorKind::NoStages));
+        }
+        Ok(Dockerfile {
+            file: file.to_string(),
             escape: reader.escape,
-        };
-        // Both steps for the line. The instruction is large: it goes from
-        // `typed` to `each` with as few moves as can be.
-        let typed = match &line.text {
-            &Cow::Borrowed(text) => {
-                let mut node = Node::empty();
-                ctx.first_step(text, &mut reader, &mut node)?;
-                if deferred.is_some() {
-                    continue;
-                }
-                ctx.typed(&mut node, ctx.end_line(&reader))
-            }
-            Cow::Owned(text) => {
-                let mut node = Node::empty();
-                ctx.first_step(text, &mut reader, &mut node)?;
-                if deferred.is_some() {
-                    continue;
-                }
-                ctx.typed(&mut node, ctx.end_line(&reader))
-                    .map(|i| i.map_text(&mut |t| line.to_source(t)))
-            }
-        };
-        let mut instruction = match typed {
-            Ok(i) => i,
-            Err(e) => {
-                deferred = Some(e);
-                continue;
-            }
-        };
-        match instruction.keyword {
-            Keyword::From => seen_from = true,
-            Keyword::Arg => {}
-            _ if !seen_from => {
-                let written = &instruction.keyword_as_written;
-                let kind = ErrorKind::NoBuildStage {
-                    instruction: written.to_ascii_uppercase(),
-                };
-                deferred = Some(DockerfileError::new(
-                    file,
-                    instruction.start,
-                    Some(written),
-                    kind,
-                ));
-                continue;
-            }
-            _ => {}
-        }
-        last_start = Some(instruction.start);
-        // The instruction takes the line itself: no copy.
-        instruction.original = line.text;
-        each(instruction);
+            directives: reader.directives().to_vec(),
+            instructions: Vec::new(),
+            empty_continuation_lines: self.empty_continuation_lines,
+        })
     }
-    if !any_line {
-        return Err(DockerfileError::new(
-            file,
-            Position::new(reader.line_no().max(1), 1),
-            None,
-            ErrorKind::NoInstructions,
-        ));
-    }
-    if let Some(e) = deferred {
-        return Err(e);
-    }
-    if !seen_from {
-        let last = last_start.unwrap_or(Position::new(1, 1));
-        return Err(DockerfileError::new(file, last, None, ErrorKind::NoStages));
-    }
-    Ok(Dockerfile {
+}
+
+/// The fields of the file that come before its instructions, as [`parse`]
+/// reports them (name, escape character, parser directives), read from the
+/// top only: directives end where the first instruction starts. A consumer
+/// that prints instructions as [`parse_each`] hands them over needs these
+/// first. An error in that first line is left for the full parse to report.
+pub fn head(source: &str, file: &str) -> Dockerfile<'static> {
+    let mut reader = Reader::new(source, file);
+    // Only the first logical line is read: that ends the directives.
+    let _ = reader.next_logical();
+    Dockerfile {
         file: file.to_string(),
         escape: reader.escape,
         directives: reader.directives().to_vec(),
         instructions: Vec::new(),
-        empty_continuation_lines,
-    })
+        empty_continuation_lines: Vec::new(),
+    }
 }
 
 /// Parses a Dockerfile given as bytes; invalid UTF-8 is replaced with U+FFFD
@@ -1095,4 +1281,148 @@ pub(crate) fn valid_stage_name(name: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass result.
+    fn one_pass<'s>(source: &'s str) -> Result<Dockerfile<'s>, DockerfileError> {
+        let mut instructions = Vec::new();
+        let mut df = parse_each(source, "Dockerfile", |i| instructions.push(i))?;
+        df.instructions = instructions;
+        Ok(df)
+    }
+
+    /// Reads `source` in two halves and checks the result is the one-pass
+    /// one; returns whether the second half was used.
+    fn same_in_two(source: &str) -> bool {
+        let expected = one_pass(source).unwrap();
+        match parse_in_two(source, "Dockerfile") {
+            Some((df, halves)) => {
+                assert_eq!(df.instructions.len(), expected.instructions.len());
+                for (i, (got, want)) in df
+                    .instructions
+                    .iter()
+                    .zip(&expected.instructions)
+                    .enumerate()
+                {
+                    assert_eq!(got, want, "instruction {i}");
+                }
+                assert_eq!(df, expected);
+                halves
+            }
+            // No line past the middle looks like an instruction's start.
+            None => false,
+        }
+    }
+
+    fn corpus() -> String {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dockerfiles");
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "Dockerfile"))
+            .collect();
+        paths.sort();
+        let mut all = String::new();
+        for path in paths {
+            let text = std::fs::read_to_string(path).unwrap();
+            // Directives only count at the top: files that need one (an
+            // escape character) stay out.
+            if text.contains("escape=") {
+                continue;
+            }
+            all.push_str(text.trim_start_matches('\u{feff}'));
+            all.push('\n');
+        }
+        all
+    }
+
+    #[test]
+    fn corpus_read_in_two_halves_is_read_as_in_one() {
+        let corpus = corpus();
+        let mut halves = 0;
+        // Padding at the end moves the middle, so the guess lands on many
+        // different lines: instructions, heredoc bodies, continuations.
+        for pad in 0..40 {
+            let source = format!("{corpus}RUN true{}\n", " ".repeat(pad * 997));
+            if same_in_two(&source) {
+                halves += 1;
+            }
+        }
+        assert!(
+            halves >= 20,
+            "only {halves} of 40 files were read in two halves"
+        );
+    }
+
+    #[test]
+    fn a_heredoc_over_the_middle_is_read_in_one_pass() {
+        let body = "apk add x\nRUN fake\nFROM fake AS f\n".repeat(200);
+        let source = format!(
+            "FROM a\n{}RUN <<EOF\n{body}EOF\n{}",
+            "RUN x\n".repeat(50),
+            "RUN y\n".repeat(50)
+        );
+        // The middle falls in the heredoc: the guess is wrong, and the
+        // first half's thread reads on.
+        assert!(!same_in_two(&source));
+        let df = parse(&source, "Dockerfile").unwrap();
+        assert_eq!(df.instructions.len(), 102);
+    }
+
+    #[test]
+    fn continuations_and_backtick_escapes_over_the_middle() {
+        let source = format!(
+            "# escape=`\nFROM a\n{}RUN a `\n{}  end\n{}",
+            "COPY x C:\\dir\\\n".repeat(300),
+            "  b `\n  # comment inside\n\n".repeat(300),
+            "RUN c\nWORKDIR C:\\w\n".repeat(300)
+        );
+        assert!(same_in_two(&source));
+        let crlf = source.replace('\n', "\r\n");
+        assert!(same_in_two(&crlf));
+        let bom = format!("\u{feff}{source}");
+        assert!(same_in_two(&bom));
+    }
+
+    #[test]
+    fn errors_and_late_stages_fall_back_to_one_pass() {
+        let good = "FROM a\nRUN x\n".repeat(500);
+        // A typing error in the second half and a first-step error after it:
+        // the first-step error wins, as in one pass.
+        let source = format!("{good}COPY --chwon=x a b\n{good}RUN [\"a\", 1]\n");
+        assert!(parse_in_two(&source, "Dockerfile").is_none());
+        let two = parse(&source, "Dockerfile").unwrap_err().to_string();
+        assert_eq!(two, one_pass(&source).unwrap_err().to_string());
+        // No FROM in the first half: the second half cannot assume a stage.
+        let late = format!(
+            "{}FROM a\n{}",
+            "ARG x=1\n".repeat(2000),
+            "RUN y\n".repeat(100)
+        );
+        assert!(parse_in_two(&late, "Dockerfile").is_none());
+        assert_eq!(
+            parse(&late, "Dockerfile").unwrap(),
+            one_pass(&late).unwrap()
+        );
+        let no_stage = format!("{}RUN y\n", "ARG x=1\n".repeat(2000));
+        assert_eq!(
+            parse(&no_stage, "Dockerfile").unwrap_err().to_string(),
+            one_pass(&no_stage).unwrap_err().to_string()
+        );
+    }
+
+    #[test]
+    fn a_large_file_goes_through_parse_in_two_halves() {
+        let block = "FROM a AS b\nRUN <<EOF\necho hi\nEOF\nENV x=1 \\\n  y=2\n";
+        let source = block.repeat(TWO_THREADS_FROM / block.len() + 1);
+        assert!(same_in_two(&source));
+        assert_eq!(
+            parse(&source, "Dockerfile").unwrap(),
+            one_pass(&source).unwrap()
+        );
+    }
 }

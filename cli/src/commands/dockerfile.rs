@@ -61,19 +61,83 @@ fn read(file: &PathBuf) -> anyhow::Result<(String, String)> {
     Ok((name, text))
 }
 
+/// How much JSON is held back before printing starts: a Dockerfile of up
+/// to this much JSON (every real one) with an error anywhere prints none.
+const JSON_HOLD_BACK: usize = 8 << 20;
+
+/// How many instructions go from the parser to the printer at a time.
+const BATCH: usize = 256;
+
+/// Prints `source` parsed, as JSON. The parser and the JSON writer run on
+/// two threads, the parser handing instructions over in batches, so a large
+/// file takes about as long as the slower of the two rather than their sum;
+/// one batch at a time is held, never the whole AST.
+fn print_json(source: &str, name: &str, pretty: bool) -> anyhow::Result<()> {
+    let head = dockerfile::head(source, name);
+    let (parsed, json) = std::thread::scope(|scope| -> anyhow::Result<_> {
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<_>>(8);
+        // Printed batches come back to be emptied here: what the parser
+        // allocated is freed on its own thread, where that is cheapest.
+        let (printed_batches, recycled) = std::sync::mpsc::channel::<Vec<_>>();
+        let printer = std::thread::Builder::new().spawn_scoped(scope, move || {
+            let mut json =
+                ast_json::JsonStream::new(pretty, &head, std::io::stdout(), JSON_HOLD_BACK);
+            for batch in received {
+                for instruction in &batch {
+                    json.instruction(instruction);
+                }
+                let _ = printed_batches.send(batch);
+            }
+            json
+        });
+        let printer = printer.context("starting the JSON printer's thread")?;
+        let mut batch = Vec::with_capacity(BATCH);
+        let parsed = dockerfile::parse_each(source, name, |instruction| {
+            batch.push(instruction);
+            if batch.len() == BATCH {
+                let next = match recycled.try_recv() {
+                    Ok(mut printed) => {
+                        printed.clear();
+                        printed
+                    }
+                    Err(_) => Vec::with_capacity(BATCH),
+                };
+                // The printer only stops early by panicking, which the join
+                // below reports.
+                let _ = batches.send(std::mem::replace(&mut batch, next));
+            }
+        });
+        if !batch.is_empty() {
+            let _ = batches.send(batch);
+        }
+        drop(batches);
+        match printer.join() {
+            Ok(json) => Ok((parsed, json)),
+            Err(_) => bail!("printing the JSON of {name} failed"),
+        }
+    })?;
+    match parsed {
+        Ok(_) => {
+            json.finish()?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out)?;
+            out.flush()?;
+            Ok(())
+        }
+        Err(e) if json.streaming() => {
+            // Finish the partial text's last line so the error stands apart.
+            println!();
+            Err(anyhow::Error::new(e).context("the JSON printed above is incomplete"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn run(args: DockerfileArgs) -> anyhow::Result<()> {
     match args.command {
         DockerfileCommand::Parse { file, compact } => {
             let (name, source) = read(&file)?;
-            // One instruction at a time: the JSON text is all that is kept,
-            // never the whole AST.
-            let mut json = ast_json::JsonStream::new(!compact);
-            let df = dockerfile::parse_each(&source, &name, |i| json.instruction(&i))?;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            json.finish(&df, &mut out)?;
-            writeln!(out)?;
-            out.flush()?;
-            Ok(())
+            print_json(&source, &name, !compact)
         }
         DockerfileCommand::Check { file, format } => {
             let (name, source) = read(&file)?;
