@@ -346,6 +346,7 @@ impl Snapshotter {
                 for sub in ["upper", "work"] {
                     let p = dir.join(sub);
                     fs::create_dir(&p).map_err(io_err(&p))?;
+                    spread_new_directories(&p);
                 }
                 if lowers.is_empty() {
                     // overlayfs needs a lowerdir even for an empty base.
@@ -558,4 +559,44 @@ fn make_writable(path: &Path) {
             }
         }
     }
+}
+
+/// ext4's `FS_TOPDIR_FL` (`chattr +T`).
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// Marks `dir` as the top of unrelated directory trees for ext4's Orlov
+/// allocator, so each directory made in it (and what is made below that)
+/// goes to a block group with many free inodes, not its parent's group.
+/// Why: without a journal, ext4 skips inodes freed in the last 30 seconds
+/// when allocating one, rescanning them for every file made in a group full
+/// of them (a fresh snapshot next to a deleted one: ten times slower file
+/// creation, most of a cold build's time on such a disk). Best effort:
+/// other file systems have no such flag.
+fn spread_new_directories(dir: &Path) {
+    let Ok(handle) = fs::File::open(dir) else {
+        return;
+    };
+    // The kernel reads and writes an int, whatever the ioctl number says.
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer.
+    if unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&handle),
+            libc::FS_IOC_GETFLAGS,
+            &mut flags,
+        )
+    } != 0
+        || flags & FS_TOPDIR_FL != 0
+    {
+        return;
+    }
+    flags |= FS_TOPDIR_FL;
+    // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer.
+    let _ = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&handle),
+            libc::FS_IOC_SETFLAGS,
+            &flags,
+        )
+    };
 }

@@ -551,6 +551,26 @@ pub struct Placement {
     pub dest: String,
     pub owner: Option<(u32, u32)>,
     pub chmod: Option<ModeChange>,
+    /// `SOURCE_DATE_EPOCH`: later modification times are written as this,
+    /// so the layer commit has no times left to clamp.
+    pub mtime_clamp: Option<i64>,
+    /// The overlay upper directory of the mount `root` is, if it is one: a
+    /// destination absent from the mount is written straight into it, past
+    /// overlayfs (nothing below can show through a new directory).
+    pub upper: Option<PathBuf>,
+}
+
+impl Placement {
+    /// Files land at `dest` with their own owners, modes and times.
+    pub fn at(dest: impl Into<String>) -> Placement {
+        Placement {
+            dest: dest.into(),
+            owner: None,
+            chmod: None,
+            mtime_clamp: None,
+            upper: None,
+        }
+    }
 }
 
 /// Writes `sel` into the image filesystem at `root` (a host directory: the
@@ -599,6 +619,20 @@ pub fn write_into(root: &Path, sel: &Selection, place: &Placement) -> Result<(),
             }
         }
     }
+    // A new destination goes straight into the upper dir: its first missing
+    // directory is made through the mount (which copies its parents up, or
+    // makes it opaque over a whiteout), then nothing of the layers below is
+    // visible under it.
+    let target = match (&place.upper, missing_dirs.first()) {
+        (Some(upper), Some(first))
+            if make_dir_in_root(root, first)
+                .map_err(|e| BuildError::io(&root.join(first), e))? =>
+        {
+            upper.as_path()
+        }
+        _ => root,
+    };
+    let clamp = place.mtime_clamp.map(|c| u64::try_from(c).unwrap_or(0));
     let items: Vec<(String, Item)> = sel.items.iter().map(|i| (name_of(i), i.clone())).collect();
     let chmod = place.chmod.clone();
     let forced_owner = place.owner;
@@ -617,7 +651,8 @@ pub fn write_into(root: &Path, sel: &Selection, place: &Placement) -> Result<(),
             h.set_uid(u64::from(uid));
             h.set_gid(u64::from(gid));
             h.set_size(size);
-            h.set_mtime(item.map_or(0, |i| i.mtime));
+            let mtime = item.map_or(0, |i| i.mtime);
+            h.set_mtime(clamp.map_or(mtime, |c| mtime.min(c)));
             h
         };
         for dir in &missing_dirs {
@@ -677,13 +712,27 @@ pub fn write_into(root: &Path, sel: &Selection, place: &Placement) -> Result<(),
         whiteouts: WhiteoutMode::Delete,
         ..ApplyOptions::default()
     };
-    let applied = apply_layer(io::BufReader::new(reader), root, &opts);
+    let applied = apply_layer(io::BufReader::new(reader), target, &opts);
     let produced = producer
         .join()
         .map_err(|_| BuildError::Context("copy writer thread panicked".to_string()))?;
     produced.map_err(|e| BuildError::Copy(format!("reading sources: {e}")))?;
     applied.map_err(|e| BuildError::Copy(format!("{e:#}")))?;
     Ok(())
+}
+
+/// Makes the directory `rel` (whose parent exists, reached without
+/// following a symlink out of `root`) owner-only for now: the stream
+/// entry that follows gives it its mode and owner. False when something
+/// is there already.
+fn make_dir_in_root(root: &Path, rel: &str) -> io::Result<bool> {
+    let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let dir = rootfs::open_in_root(root, parent, libc::O_DIRECTORY | libc::O_RDONLY)?;
+    match nix::sys::stat::mkdirat(&dir, name, nix::sys::stat::Mode::from_bits_truncate(0o700)) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EEXIST) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The path `path` names inside `root` with every symlink on the way
@@ -751,15 +800,7 @@ pub fn extract_archive(
                 needs_dir: true,
                 ..Selection::default()
             };
-            write_into(
-                root,
-                &sel,
-                &Placement {
-                    dest: format!("/{dest_rel}/"),
-                    owner: None,
-                    chmod: None,
-                },
-            )?;
+            write_into(root, &sel, &Placement::at(format!("/{dest_rel}/")))?;
         }
         rootfs::resolve_in_root(root, dest_rel)
             .map_err(|e| BuildError::io(&root.join(dest_rel), e))?

@@ -959,9 +959,8 @@ fn dispatch(
                             &root,
                             &sel,
                             &copy::Placement {
-                                dest: format!("{dir}/"),
                                 owner,
-                                chmod: None,
+                                ..copy::Placement::at(format!("{dir}/"))
                             },
                         )?;
                     }
@@ -1200,6 +1199,8 @@ fn copy_step(
                 dest: dest.clone(),
                 owner,
                 chmod,
+                mtime_clamp: (!shared.req.keep_timestamps).then_some(shared.req.source_date_epoch),
+                upper: work.upper_dir(),
             };
             // Heredoc sources are files named after their delimiter.
             if !spec.heredocs.is_empty() {
@@ -1323,6 +1324,11 @@ impl StepWork<'_> {
         active.mount(&target)?;
         self.host_mounts.push(target.clone());
         Ok(target)
+    }
+
+    /// The writable snapshot's overlay upper dir (under `mount_host`'s mount).
+    fn upper_dir(&self) -> Option<PathBuf> {
+        self.active.as_ref().and_then(Active::upper_dir)
     }
 
     /// A read-only view of some layers, mounted on the host.
@@ -1569,11 +1575,11 @@ where
         let opts = CreateOptions {
             compression: shared.req.compression,
             mtime_clamp: (!shared.req.keep_timestamps).then_some(shared.req.source_date_epoch),
+            // So the snapshot a later `berth run` sees matches the layer
+            // other machines unpack.
+            clamp_source_times: true,
             ..CreateOptions::default()
         };
-        if let (Some(epoch), Some(upper)) = (opts.mtime_clamp, active.upper_dir()) {
-            clamp_times(&upper, epoch);
-        }
         let (digests, _chain) = shared.snaps.commit(active, &opts)?;
         let media_type = match shared.req.compression {
             Compression::Zstd => media_types::OCI_LAYER_ZSTD,
@@ -1727,34 +1733,6 @@ fn xattr_present(path: &Path, name: &str) -> bool {
     // SAFETY: NUL-terminated strings; a zero-size query writes nothing.
     let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
     r >= 0
-}
-
-/// Clamps the times of everything in `dir` to `epoch`, so the snapshot a
-/// later `berth run` sees matches the layer other machines unpack.
-fn clamp_times(dir: &Path, epoch: i64) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(listing) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in listing.flatten() {
-        let p = entry.path();
-        let Ok(meta) = fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if meta.is_dir() {
-            clamp_times(&p, epoch);
-        }
-        if meta.mtime() > epoch {
-            let t = nix::sys::time::TimeSpec::new(epoch, 0);
-            let _ = nix::sys::stat::utimensat(
-                nix::fcntl::AT_FDCWD,
-                &p,
-                &t,
-                &t,
-                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-            );
-        }
-    }
 }
 
 fn run_step(

@@ -324,6 +324,11 @@ struct Extractor<'o> {
     /// Delete mode: `(parent dir id, name)` of everything this layer wrote,
     /// which its own whiteouts and opaque markers must leave alone.
     written: Option<WrittenSet>,
+    /// Who new files belong to before any chown: `(euid, egid)`.
+    creator: (u32, u32),
+    /// The process umask (None: unknown), which filters the mode files are
+    /// created with.
+    umask: Option<u32>,
 }
 
 fn apply_err<'a>(entry: &'a Entry, op: &'static str) -> impl FnOnce(io::Error) -> LayerError + 'a {
@@ -357,6 +362,11 @@ impl<'o> Extractor<'o> {
                 WhiteoutMode::Delete => Some(HashSet::new()),
                 WhiteoutMode::Overlay => None,
             },
+            creator: (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            ),
+            umask: sys::current_umask(),
         })
     }
 
@@ -568,8 +578,18 @@ impl<'o> Extractor<'o> {
             | OFlag::O_NOFOLLOW
             | OFlag::O_CLOEXEC
             | OFlag::O_NOCTTY;
+        // A plain mode the umask leaves alone is given at creation, saving a
+        // chmod per file; setuid/setgid/sticky must follow the chown.
+        let mode = e.mode & 0o7777;
+        let final_at_creation = mode & 0o7000 == 0 && self.umask.is_some_and(|m| mode & m == 0);
+        let create_mode = if final_at_creation { mode } else { 0o600 };
         let fd = self.create_replacing(e, parent, name, "creating file", || {
-            nix::fcntl::openat(parent.fd(), name, flags, Mode::from_bits_truncate(0o600))
+            nix::fcntl::openat(
+                parent.fd(),
+                name,
+                flags,
+                Mode::from_bits_truncate(create_mode),
+            )
         })?;
         self.note_written(parent, name)?;
         let mut file = File::from(fd);
@@ -583,12 +603,20 @@ impl<'o> Extractor<'o> {
         }
         if self.opts.preserve_owner {
             let (uid, gid) = self.owner_of(e)?;
-            nix::unistd::fchown(file.as_fd(), Some(uid), Some(gid))
-                .map_err(errno_err(e, "changing owner"))?;
+            // A new file already belongs to its creator, unless its
+            // directory is setgid: skip the chown that would change nothing.
+            let unchanged = (uid.as_raw(), gid.as_raw()) == self.creator
+                && parent.setgid().is_ok_and(|setgid| !setgid);
+            if !unchanged {
+                nix::unistd::fchown(file.as_fd(), Some(uid), Some(gid))
+                    .map_err(errno_err(e, "changing owner"))?;
+            }
         }
-        // After chown, which clears setuid/setgid.
-        nix::sys::stat::fchmod(file.as_fd(), Mode::from_bits_truncate(e.mode & 0o7777))
-            .map_err(errno_err(e, "changing mode"))?;
+        if !final_at_creation {
+            // After chown, which clears setuid/setgid.
+            nix::sys::stat::fchmod(file.as_fd(), Mode::from_bits_truncate(mode))
+                .map_err(errno_err(e, "changing mode"))?;
+        }
         // After chown and writing, which clear security.capability.
         self.set_xattrs(e, XattrTarget::Fd(file.as_fd()), false)?;
         let t = mtime_of(e);
@@ -1054,6 +1082,62 @@ mod tests {
         assert_eq!(normalize(b"/etc/x"), Err(NameError::Absolute));
         assert_eq!(normalize(b"a\0b"), Err(NameError::Nul));
         assert_eq!(normalize(b""), Err(NameError::Empty));
+    }
+
+    fn file_entry(name: &str, mode: u32, gid: u64) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(gid);
+        h.set_size(2);
+        h.set_mtime(7);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(b"hi");
+        out.resize(1024, 0);
+        out
+    }
+
+    #[test]
+    fn files_get_their_modes_and_owners_also_without_chmod_or_chown() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if !sys::euid_is_root() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        // Files made in a setgid directory take its group: the tar's must win.
+        let shared = t.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::os::unix::fs::chown(&shared, None, Some(4242)).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2775)).unwrap();
+        let mut tar = Vec::new();
+        for (name, mode) in [
+            ("a", 0o644),
+            ("b", 0o755),
+            ("c", 0o4755),
+            ("d", 0o666),
+            ("e", 0),
+        ] {
+            tar.extend(file_entry(name, mode, 0));
+        }
+        tar.extend(file_entry("f", 0o640, 4242));
+        tar.extend([0u8; 1024]);
+        apply_layer(&tar[..], &shared, &ApplyOptions::default()).unwrap();
+        for (name, mode, gid) in [
+            ("a", 0o644, 0),
+            ("b", 0o755, 0),
+            ("c", 0o4755, 0),
+            ("d", 0o666, 0),
+            ("e", 0, 0),
+            ("f", 0o640, 4242),
+        ] {
+            let m = std::fs::metadata(shared.join(name)).unwrap();
+            assert_eq!(m.mode() & 0o7777, mode, "mode of {name}");
+            assert_eq!((m.uid(), m.gid()), (0, gid), "owner of {name}");
+            assert_eq!(m.mtime(), 7, "mtime of {name}");
+        }
     }
 
     #[test]

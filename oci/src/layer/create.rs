@@ -9,7 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
+use nix::sys::stat::{Mode, UtimensatFlags};
+use nix::sys::time::TimeSpec;
 
 use super::compression::{CompressWriter, compress_writer};
 use super::source::{FileKind, SourceMeta, layer_xattrs, stat_at};
@@ -87,6 +88,8 @@ pub(crate) struct LayerWriter<W: Write> {
     /// First tar path of each multiply-linked inode written so far.
     links: HashMap<(u64, u64), Vec<u8>>,
     clamp: Option<i64>,
+    /// Set clamped times on the source too.
+    clamp_source: bool,
     /// The tree's root, for error messages.
     root: PathBuf,
 }
@@ -103,6 +106,7 @@ impl<W: Write> LayerWriter<W> {
             buf: vec![0u8; COPY_BUF],
             links: HashMap::new(),
             clamp: opts.mtime_clamp,
+            clamp_source: opts.clamp_source_times,
             root: root.to_path_buf(),
         })
     }
@@ -348,6 +352,20 @@ impl<W: Write> LayerWriter<W> {
                 op: "reading metadata",
                 source: e,
             })?;
+            if self.clamp_source
+                && let Some(clamp) = self.clamp
+                && meta.mtime > clamp
+            {
+                let t = TimeSpec::new(clamp, 0);
+                // Best effort, as the times in the layer do not depend on it.
+                let _ = nix::sys::stat::utimensat(
+                    fd,
+                    name.as_slice(),
+                    &t,
+                    &t,
+                    UtimensatFlags::NoFollowSymlink,
+                );
+            }
 
             if mode == TreeMode::Upper {
                 if let Some(reason) = unsupported_overlay_feature(&meta) {
@@ -449,4 +467,50 @@ fn unsupported_overlay_feature(meta: &SourceMeta) -> Option<&'static str> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+    use crate::layer::Compression;
+
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/f"), "x").unwrap();
+        std::os::unix::fs::symlink("d/f", t.path().join("l")).unwrap();
+        t
+    }
+
+    fn mtimes(root: &Path) -> Vec<i64> {
+        ["d", "d/f", "l"]
+            .iter()
+            .map(|p| std::fs::symlink_metadata(root.join(p)).unwrap().mtime())
+            .collect()
+    }
+
+    #[test]
+    fn clamping_source_times_sets_them_on_disk_and_leaves_the_layer_alone() {
+        let layer = |dir: &Path, on_disk: bool| {
+            let opts = CreateOptions {
+                compression: Compression::None,
+                mtime_clamp: Some(100),
+                clamp_source_times: on_disk,
+                ..CreateOptions::default()
+            };
+            let mut out = Vec::new();
+            write_dir_as_layer(dir, &opts, &mut out).unwrap();
+            out
+        };
+        let kept = tree();
+        let plain = layer(kept.path(), false);
+        assert!(mtimes(kept.path()).iter().all(|&t| t > 100));
+
+        let clamped = tree();
+        let touched = layer(clamped.path(), true);
+        assert_eq!(mtimes(clamped.path()), vec![100, 100, 100]);
+        assert_eq!(plain, touched);
+    }
 }

@@ -82,6 +82,10 @@ pub struct CreateOptions {
     /// Like `SOURCE_DATE_EPOCH`: file modification times later than this are
     /// written as this (seconds since the epoch).
     pub mtime_clamp: Option<i64>,
+    /// Also give the source files whose times `mtime_clamp` clamps that time
+    /// on disk (atime too), as the walk meets them: what stays behind (a
+    /// snapshot) then matches the layer, without a second walk.
+    pub clamp_source_times: bool,
     /// Compression threads; 0 means `std::thread::available_parallelism`.
     /// The output does not depend on it.
     pub threads: usize,
@@ -93,6 +97,7 @@ impl Default for CreateOptions {
             compression: Compression::Gzip,
             level: None,
             mtime_clamp: None,
+            clamp_source_times: false,
             threads: 0,
         }
     }

@@ -33,14 +33,14 @@ pub(crate) const MAX_SYMLINKS: usize = 40;
 #[derive(Debug)]
 pub(crate) struct DirHandle {
     fd: OwnedFd,
-    id: OnceCell<(u64, u64)>,
+    stat: OnceCell<sys::DirStat>,
 }
 
 impl DirHandle {
     pub fn new(fd: OwnedFd) -> Self {
         DirHandle {
             fd,
-            id: OnceCell::new(),
+            stat: OnceCell::new(),
         }
     }
 
@@ -50,11 +50,22 @@ impl DirHandle {
 
     /// `(st_dev, st_ino)`, looked up once.
     pub fn id(&self) -> io::Result<(u64, u64)> {
-        if let Some(id) = self.id.get() {
-            return Ok(*id);
+        Ok(self.stat()?.id)
+    }
+
+    /// Whether the directory is setgid (files made in it take its group).
+    /// The extractor changes directory modes only once it is done, so a
+    /// directory that was not setgid when first asked stays so meanwhile.
+    pub fn setgid(&self) -> io::Result<bool> {
+        Ok(self.stat()?.setgid)
+    }
+
+    fn stat(&self) -> io::Result<&sys::DirStat> {
+        if let Some(st) = self.stat.get() {
+            return Ok(st);
         }
-        let id = sys::file_id(&self.fd)?;
-        Ok(*self.id.get_or_init(|| id))
+        let st = sys::dir_stat(&self.fd)?;
+        Ok(self.stat.get_or_init(|| st))
     }
 }
 

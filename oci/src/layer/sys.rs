@@ -187,6 +187,31 @@ pub(crate) fn file_id(fd: impl AsFd) -> io::Result<(u64, u64)> {
     Ok((st.st_dev, st.st_ino))
 }
 
+/// What the extractor needs to know of a directory it writes into.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DirStat {
+    /// `(st_dev, st_ino)`.
+    pub id: (u64, u64),
+    pub setgid: bool,
+}
+
+pub(crate) fn dir_stat(fd: impl AsFd) -> io::Result<DirStat> {
+    let st = nix::sys::stat::fstat(fd)?;
+    Ok(DirStat {
+        id: (st.st_dev, st.st_ino),
+        setgid: st.st_mode & libc::S_ISGID != 0,
+    })
+}
+
+/// The process's umask, read without changing it (`umask(2)` can only set
+/// it, which would race with other threads creating files); None when
+/// `/proc` does not say.
+pub(crate) fn current_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+}
+
 pub(crate) fn euid_is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
