@@ -8,7 +8,7 @@
 //! store does as copy + delete, and every file becomes visible whole
 //! (`put_content`, `FileWriter::commit` followed by `move_to`).
 //!
-//! ```ignore
+//! ```text
 //! // A blob upload: append chunks, make them durable, then publish the file.
 //! let mut w = driver.writer("repositories/app/_uploads/ab12/data", true).await?;
 //! w.write(chunk).await?;
