@@ -11,8 +11,8 @@
 # (default 64) layers of LAYER_MIB (default 4) each. Layers are gzip'd tars of
 # random data (so neither tool recompresses). Every push goes to a new
 # repository so nothing is skipped as already present. Then the peak RSS of
-# `berth pull` of one RSS_MIB (default 1024) layer from distribution
-# (target: < 64 MiB).
+# `berth pull` of one RSS_MIB (default 1024) layer from distribution, the
+# highest of RSS_ROUNDS (default 3) runs (target: < 40 MiB).
 #
 # Each command runs ROUNDS times (hyperfine); the table shows medians and the
 # ratio berth/peer (below 1 means berth is faster; the target, berth 1.5x as
@@ -21,7 +21,7 @@
 # arrives, which no client can parallelise (distribution 2.8 appends PATCH
 # chunks in arrival order, ignoring Content-Range).
 #
-# Environment: ROUNDS (default 5), SIZE_MIB, LAYERS, LAYER_MIB, RSS_MIB,
+# Environment: ROUNDS (default 5), SIZE_MIB, LAYERS, LAYER_MIB, RSS_MIB, RSS_ROUNDS,
 # SERVERS (default "distribution berth"), BENCH_DIR (parent of the scratch
 # dir, default /var/tmp), BERTH (a prebuilt binary; default: cargo build
 # --release).
@@ -220,8 +220,16 @@ rss() {
     rm -rf "$WORK/pull"
     /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1
 }
-berth_rss=$(rss "$BERTH" --root "$WORK/pull" --insecure-registry "$RSS_HOST" pull -q "$RSS_HOST/src/huge:1")
-skopeo_rss=$(rss skopeo copy -q --src-tls-verify=false "docker://$RSS_HOST/src/huge:1" "oci:$WORK/pull:x")
+# The peak varies from run to run: the highest of RSS_ROUNDS runs counts.
+RSS_ROUNDS=${RSS_ROUNDS:-3}
+berth_rss=0
+skopeo_rss=0
+for _ in $(seq "$RSS_ROUNDS"); do
+    run_b=$(rss "$BERTH" --root "$WORK/pull" --insecure-registry "$RSS_HOST" pull -q "$RSS_HOST/src/huge:1")
+    run_s=$(rss skopeo copy -q --src-tls-verify=false "docker://$RSS_HOST/src/huge:1" "oci:$WORK/pull:x")
+    if ((run_b > berth_rss)); then berth_rss=$run_b; fi
+    if ((run_s > skopeo_rss)); then skopeo_rss=$run_s; fi
+done
 rm -rf "$WORK/pull"
 
 # row OPERATION SERVER KEY: berth's and skopeo's medians for KEY on SERVER,
@@ -247,5 +255,5 @@ for server in $SERVERS; do
     row "pull ${LAYERS} x ${LAYER_MIB} MiB" "$server" pull_many
 done
 echo
-printf 'peak RSS pulling 1 x %d MiB layer from %s: berth %d MiB (target < 64), skopeo %d MiB\n' \
-    "$RSS_MIB" "$RSS_SERVER" $((berth_rss / 1024)) $((skopeo_rss / 1024))
+printf 'peak RSS pulling 1 x %d MiB layer from %s (highest of %d runs): berth %d MiB (target < 40), skopeo %d MiB\n' \
+    "$RSS_MIB" "$RSS_SERVER" "$RSS_ROUNDS" $((berth_rss / 1024)) $((skopeo_rss / 1024))

@@ -43,10 +43,15 @@ pub use push::PushOptions;
 pub use repository::{MANIFEST_ACCEPT, MountOutcome, RemoteManifest, Repository};
 pub use transport::{Client, ClientOptions, Endpoint, api_host};
 
-/// Runs a future to completion on a new multi-threaded runtime, for callers
-/// that are not async themselves (the CLI).
+/// Runs a future to completion on a new single-threaded runtime (plus the
+/// blocking pool), for callers that are not async themselves (the CLI).
 pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread for the network: the connections and the transfers that
+    // read them run where their buffers are allocated and freed, which keeps
+    // a pull's memory low and steady (the allocator holds on to memory freed
+    // from another thread). Disk writes and hashing run on the blocking pool,
+    // beside it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Task(format!("cannot start the async runtime: {e}")))?;

@@ -84,9 +84,82 @@ impl Client {
     }
 }
 
+/// A download is copied into a few buffers of this size that go round
+/// between the network side and the disk writer: memory stays bounded and
+/// steady (no buffer is allocated per network read, none freed on another
+/// thread), and the disk sees large writes.
+const DOWNLOAD_BUFFER: usize = 512 << 10;
+/// Buffers per download: one filling, one being written, one queued.
+const DOWNLOAD_BUFFERS: usize = 3;
+
 enum Chunk {
-    Data(Bytes),
+    Data(Vec<u8>),
     Restart,
+}
+
+/// The network side of a download: fills the buffer in hand and passes it
+/// to the writer when full.
+struct BufferRing {
+    full: mpsc::Sender<Chunk>,
+    free: mpsc::Receiver<Vec<u8>>,
+    current: Option<Vec<u8>>,
+    allocated: usize,
+    capacity: usize,
+}
+
+/// The writer stopped (its error is what it returns).
+struct WriterGone;
+
+impl BufferRing {
+    async fn next_buffer(&mut self) -> std::result::Result<Vec<u8>, WriterGone> {
+        if self.allocated < DOWNLOAD_BUFFERS {
+            self.allocated += 1;
+            return Ok(Vec::with_capacity(self.capacity));
+        }
+        self.free.recv().await.ok_or(WriterGone)
+    }
+
+    async fn push(&mut self, mut bytes: &[u8]) -> std::result::Result<(), WriterGone> {
+        while !bytes.is_empty() {
+            let mut buf = match self.current.take() {
+                Some(b) => b,
+                None => self.next_buffer().await?,
+            };
+            let n = bytes.len().min(self.capacity - buf.len());
+            buf.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if buf.len() >= self.capacity {
+                self.full
+                    .send(Chunk::Data(buf))
+                    .await
+                    .map_err(|_| WriterGone)?;
+            } else {
+                self.current = Some(buf);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops what is buffered and has the writer start over.
+    async fn restart(&mut self) -> std::result::Result<(), WriterGone> {
+        if let Some(buf) = &mut self.current {
+            buf.clear();
+        }
+        self.full.send(Chunk::Restart).await.map_err(|_| WriterGone)
+    }
+
+    /// Hands over the partly filled buffer; the writer ends once the ring is
+    /// dropped.
+    async fn flush(&mut self) -> std::result::Result<(), WriterGone> {
+        match self.current.take() {
+            Some(buf) if !buf.is_empty() => self
+                .full
+                .send(Chunk::Data(buf))
+                .await
+                .map_err(|_| WriterGone),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Where a download goes: the store's ingest or any writer.
@@ -429,8 +502,9 @@ impl Repository {
     }
 
     /// Streams the blob into `sink` on a blocking thread (the disk write and
-    /// the hashing), fed through a small bounded channel; a dropped connection
-    /// resumes with a Range request from the bytes already written.
+    /// the hashing), fed with a ring of `DOWNLOAD_BUFFERS` reused buffers; a
+    /// dropped connection resumes with a Range request from the bytes already
+    /// received.
     async fn download<S: BlobSink>(&self, desc: &Descriptor, sink: S) -> Result<S> {
         let progress = self.progress();
         let digest = desc.digest.clone();
@@ -441,17 +515,30 @@ impl Repository {
             size,
             offset,
         });
-        let (tx, mut rx) = mpsc::channel::<Chunk>(8);
+        let (full_tx, mut full_rx) = mpsc::channel::<Chunk>(DOWNLOAD_BUFFERS);
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>(DOWNLOAD_BUFFERS);
         let writer = tokio::task::spawn_blocking(move || -> io::Result<S> {
             let mut sink = sink;
-            while let Some(chunk) = rx.blocking_recv() {
+            while let Some(chunk) = full_rx.blocking_recv() {
                 match chunk {
-                    Chunk::Data(b) => sink.write_chunk(&b)?,
+                    Chunk::Data(mut buf) => {
+                        sink.write_chunk(&buf)?;
+                        buf.clear();
+                        // Never full: there are only DOWNLOAD_BUFFERS buffers.
+                        let _ = free_tx.try_send(buf);
+                    }
                     Chunk::Restart => sink.restart()?,
                 }
             }
             Ok(sink)
         });
+        let mut ring = BufferRing {
+            full: full_tx,
+            free: free_rx,
+            current: None,
+            allocated: 0,
+            capacity: (size.saturating_sub(offset) as usize).clamp(1, DOWNLOAD_BUFFER),
+        };
         let max_attempts = self.client.options().max_attempts.max(1);
         let mut failures = 0u32;
         let mut writer_gone = false;
@@ -459,7 +546,7 @@ impl Repository {
             let resp = self.blob_response(&digest, offset).await?;
             if resp.status() != StatusCode::PARTIAL_CONTENT && offset > 0 {
                 // The server ignored the Range: start over.
-                if tx.send(Chunk::Restart).await.is_err() {
+                if ring.restart().await.is_err() {
                     writer_gone = true;
                     break;
                 }
@@ -472,7 +559,7 @@ impl Repository {
                     Ok(bytes) => {
                         let n = bytes.len() as u64;
                         if offset + n > size {
-                            drop(tx);
+                            drop(ring);
                             let _ = writer.await;
                             return Err(Error::SizeMismatch {
                                 digest,
@@ -480,7 +567,7 @@ impl Repository {
                                 actual: offset + n,
                             });
                         }
-                        if tx.send(Chunk::Data(bytes)).await.is_err() {
+                        if ring.push(&bytes).await.is_err() {
                             writer_gone = true;
                             break 'transfer;
                         }
@@ -507,7 +594,7 @@ impl Repository {
                     message: format!("blob {digest}: connection closed at byte {offset} of {size}"),
                 });
                 if failures >= max_attempts {
-                    drop(tx);
+                    drop(ring);
                     let _ = writer.await;
                     return Err(err);
                 }
@@ -516,7 +603,10 @@ impl Repository {
                     .await;
             }
         }
-        drop(tx);
+        if ring.flush().await.is_err() {
+            writer_gone = true;
+        }
+        drop(ring);
         let sink = writer.await.map_err(task_error)?;
         let sink = sink.map_err(|source| Error::Io {
             path: format!("blob {digest}").into(),
