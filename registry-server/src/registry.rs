@@ -232,7 +232,7 @@ impl Registry {
     ) -> ApiResult<ByteStream> {
         not_found_as(
             self.driver
-                .reader(&layout::blob_data(digest), offset, Some(len))
+                .committed_reader(&layout::blob_data(digest), offset, Some(len))
                 .await,
             || blob_unknown(digest),
         )

@@ -130,25 +130,117 @@ fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
     result
 }
 
-type ReadResult = io::Result<(File, Bytes, u64)>;
+/// `get_content` reads files up to this size without the blocking pool.
+const INLINE_READ_MAX: u64 = 64 << 10;
 
-/// Reads the next chunk (at most `IO_CHUNK` of the `remaining` bytes) on the
-/// blocking pool; gives back the file, the chunk and what remains after it.
-fn spawn_read(file: File, remaining: u64) -> JoinHandle<ReadResult> {
-    let want = remaining.min(IO_CHUNK as u64);
+/// Reads all of `file`, expected to be `size` bytes (it may have changed).
+fn read_whole(file: &mut File, size: u64) -> io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
+    file.read_to_end(&mut buf)?;
+    Ok(Bytes::from(buf))
+}
+
+/// How a chunk of a file becomes bytes to send.
+#[derive(Clone, Copy)]
+enum Fetch {
+    /// Read into a buffer, `IO_CHUNK` at a time.
+    Read,
+    /// Memory-mapped, `MAPPED_CHUNK` at a time: a blob GET then costs one
+    /// copy (into the socket) instead of two. Only for files never changed
+    /// in place (see `committed_reader`).
+    Map,
+}
+
+/// How much of a mapped blob one body chunk holds. Each chunk is its own
+/// mapping, unmapped once sent, so a GET holds a few of them at most.
+const MAPPED_CHUNK: u64 = 4 << 20;
+
+/// A file being streamed: where the next chunk starts and what remains.
+struct Cursor {
+    file: File,
+    at: u64,
+    remaining: u64,
+    fetch: Fetch,
+}
+
+/// Fetches the next chunk on the blocking pool (disk waits happen there,
+/// never on the async threads); gives back the cursor past it and the chunk.
+fn spawn_fetch(cursor: Cursor) -> JoinHandle<io::Result<(Cursor, Bytes)>> {
+    let Cursor {
+        file,
+        at,
+        remaining,
+        fetch,
+    } = cursor;
+    let want = remaining.min(match fetch {
+        Fetch::Read => IO_CHUNK as u64,
+        Fetch::Map => MAPPED_CHUNK,
+    });
     // Allocated here, on the async thread that will also free it once sent.
-    let mut buf = Vec::with_capacity(want as usize);
+    let mut buf = match fetch {
+        Fetch::Read => Vec::with_capacity(want as usize),
+        Fetch::Map => Vec::new(),
+    };
     tokio::task::spawn_blocking(move || {
-        // `read_to_end` fills the spare capacity without zeroing it first.
-        (&file).take(want).read_to_end(&mut buf)?;
-        if (buf.len() as u64) < want {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being read",
-            ));
-        }
-        Ok((file, Bytes::from(buf), remaining - want))
+        let chunk = match fetch {
+            Fetch::Read => {
+                // At the file position, which is `at`: chunks come in order.
+                // `read_to_end` fills the spare capacity without zeroing it.
+                (&file).take(want).read_to_end(&mut buf)?;
+                if (buf.len() as u64) < want {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being read",
+                    ));
+                }
+                Bytes::from(buf)
+            }
+            Fetch::Map => map_range(&file, at, want)?,
+        };
+        let next = Cursor {
+            file,
+            at: at + want,
+            remaining: remaining - want,
+            fetch,
+        };
+        Ok((next, chunk))
     })
+}
+
+/// Streams what `cursor` covers, one chunk fetched ahead of the one being
+/// sent.
+fn chunk_stream(cursor: Cursor) -> ByteStream {
+    let first = (cursor.remaining > 0).then(|| spawn_fetch(cursor));
+    let stream = futures_util::stream::try_unfold(first, |next| async move {
+        let Some(task) = next else { return Ok(None) };
+        let (cursor, chunk) = task.await.map_err(io::Error::other)??;
+        let next = (cursor.remaining > 0).then(|| spawn_fetch(cursor));
+        Ok(Some((chunk, next)))
+    });
+    Box::pin(stream)
+}
+
+/// `len` (> 0) bytes of `file` from `offset`, memory-mapped, with the
+/// pages read in now (on the calling blocking thread) rather than faulted
+/// in later by the socket write on an async thread.
+fn map_range(file: &File, offset: u64, len: u64) -> io::Result<Bytes> {
+    let len = usize::try_from(len).map_err(io::Error::other)?;
+    // SAFETY: the mapping is only undefined if the file is changed or cut
+    // short while mapped. `committed_reader` is only for files that are
+    // written elsewhere, moved into place whole and removed by unlinking,
+    // which leaves an open mapping intact.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .map(file)?
+    };
+    #[cfg(target_os = "linux")]
+    if map.advise(memmap2::Advice::PopulateRead).is_err() {
+        // Kernels before 5.14: ask for read-ahead instead.
+        let _ = map.advise(memmap2::Advice::WillNeed);
+    }
+    Ok(Bytes::from_owner(map))
 }
 
 /// Tells the kernel the file is read front to back (a larger read-ahead).
@@ -189,13 +281,21 @@ impl StorageDriver for FilesystemDriver {
     fn get_content<'a>(&'a self, path: &'a str) -> BoxFuture<'a, StorageResult<Bytes>> {
         Box::pin(async move {
             let full = self.full(path)?;
+            // Small files (links, tags, manifests) are read right here: a
+            // manifest GET reads three of them, and a hand-off to the
+            // blocking pool and back costs more than the read of a file in
+            // the page cache (measured: a third of the request rate).
+            let mut file = File::open(&full).map_err(|e| io_err("cannot open", path, e))?;
+            let size = file
+                .metadata()
+                .map_err(|e| io_err("cannot stat", path, e))?
+                .len();
+            if size <= INLINE_READ_MAX {
+                return read_whole(&mut file, size).map_err(|e| io_err("cannot read", path, e));
+            }
             let p = path.to_string();
-            blocking(move || {
-                fs::read(&full)
-                    .map(Bytes::from)
-                    .map_err(|e| io_err("cannot read", &p, e))
-            })
-            .await
+            blocking(move || read_whole(&mut file, size).map_err(|e| io_err("cannot read", &p, e)))
+                .await
         })
     }
 
@@ -239,18 +339,43 @@ impl StorageDriver for FilesystemDriver {
                 Ok((f, len.map_or(rest, |l| l.min(rest))))
             })
             .await?;
-            // One read ahead: the next chunk is read while this one is sent.
-            let first = spawn_read(file, remaining);
-            let stream = futures_util::stream::try_unfold(Some(first), |next| async move {
-                let Some(task) = next else { return Ok(None) };
-                let (file, chunk, left) = task.await.map_err(io::Error::other)??;
-                if chunk.is_empty() {
-                    return Ok(None);
+            Ok(chunk_stream(Cursor {
+                file,
+                at: offset,
+                remaining,
+                fetch: Fetch::Read,
+            }))
+        })
+    }
+
+    fn committed_reader<'a>(
+        &'a self,
+        path: &'a str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> BoxFuture<'a, StorageResult<ByteStream>> {
+        Box::pin(async move {
+            let full = self.full(path)?;
+            let p = path.to_string();
+            let (file, remaining) = blocking(move || {
+                let file = File::open(&full).map_err(|e| io_err("cannot open", &p, e))?;
+                let size = file
+                    .metadata()
+                    .map_err(|e| io_err("cannot stat", &p, e))?
+                    .len();
+                if offset > size {
+                    return Err(StorageError::InvalidOffset { path: p, offset });
                 }
-                let next = (left > 0).then(|| spawn_read(file, left));
-                Ok(Some((chunk, next)))
-            });
-            Ok(Box::pin(stream) as ByteStream)
+                let rest = size - offset;
+                Ok((file, len.map_or(rest, |l| l.min(rest))))
+            })
+            .await?;
+            Ok(chunk_stream(Cursor {
+                file,
+                at: offset,
+                remaining,
+                fetch: Fetch::Map,
+            }))
         })
     }
 
@@ -487,18 +612,28 @@ mod tests {
         (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
     }
 
+    /// What `reader` streams, checked against `committed_reader` (mapped).
     async fn read_all(
         driver: &FilesystemDriver,
         path: &str,
         offset: u64,
         len: Option<u64>,
     ) -> Vec<u8> {
-        let mut stream = driver.reader(path, offset, len).await.unwrap();
-        let mut out = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            out.extend_from_slice(&chunk.unwrap());
+        let mut both = Vec::new();
+        for mapped in [false, true] {
+            let mut stream = if mapped {
+                driver.committed_reader(path, offset, len).await.unwrap()
+            } else {
+                driver.reader(path, offset, len).await.unwrap()
+            };
+            let mut out = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                out.extend_from_slice(&chunk.unwrap());
+            }
+            both.push(out);
         }
-        out
+        assert!(both[0] == both[1], "mapped and read bytes differ");
+        both.remove(0)
     }
 
     /// Chunks of odd sizes across several write buffers, an append by a
@@ -534,6 +669,16 @@ mod tests {
         assert!(matches!(
             driver.reader("a/data", data.len() as u64 + 1, None).await,
             Err(StorageError::InvalidOffset { .. })
+        ));
+        assert!(matches!(
+            driver
+                .committed_reader("a/data", data.len() as u64 + 1, None)
+                .await,
+            Err(StorageError::InvalidOffset { .. })
+        ));
+        assert!(matches!(
+            driver.committed_reader("a/missing", 0, None).await,
+            Err(StorageError::PathNotFound(_))
         ));
     }
 }

@@ -77,6 +77,17 @@ pub trait StorageDriver: Send + Sync + 'static {
         offset: u64,
         len: Option<u64>,
     ) -> BoxFuture<'a, StorageResult<ByteStream>>;
+    /// Like [`reader`](Self::reader), for a file that is never changed in
+    /// place once written (blob data: written elsewhere, then moved here,
+    /// removed whole), so a driver may serve it from a memory map.
+    fn committed_reader<'a>(
+        &'a self,
+        path: &'a str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> BoxFuture<'a, StorageResult<ByteStream>> {
+        self.reader(path, offset, len)
+    }
     /// A writer that appends to the file (or truncates it when `append` is
     /// false). Nothing written is guaranteed durable before `commit`.
     fn writer<'a>(
