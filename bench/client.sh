@@ -190,10 +190,12 @@ cpu_seconds() {
 }
 
 # Each push goes to a fresh repository: $(cat counter) changes per round.
-# skopeo remembers which repositories hold a blob (its blob-info cache) and
-# would mount instead of uploading: the cache is cleared before its rounds.
+# skopeo and berth remember which repositories hold a blob (skopeo's
+# blob-info cache, the store's sources/) and would mount instead of
+# uploading: both forget before each of their rounds.
 next='echo $(( $(cat '"$COUNTER"') + 1 )) >'"$COUNTER"
 forget='rm -f /var/lib/containers/cache/blob-info-cache-v1.* "${XDG_DATA_HOME:-$HOME/.local/share}"/containers/cache/blob-info-cache-v1.*'
+berth_forget="rm -rf $BROOT/sources"
 
 declare -A T CPU
 for server in $SERVERS; do
@@ -201,7 +203,7 @@ for server in $SERVERS; do
     pid=${REG_PID[$server]}
     for img in big many; do
         c0=$(cpu_seconds "$pid")
-        T[$server,berth_push_$img]=$(bench "$server-berth-push-$img" "$next" \
+        T[$server,berth_push_$img]=$(bench "$server-berth-push-$img" "$next; $berth_forget" \
             "$BERTH --root $BROOT --insecure-registry $HOST push -q $HOST/src/$img:1 $HOST/berth-\$(cat $COUNTER)/$img:1 >/dev/null")
         c1=$(cpu_seconds "$pid")
         T[$server,skopeo_push_$img]=$(bench "$server-skopeo-push-$img" "$next; $forget" \

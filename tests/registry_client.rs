@@ -803,3 +803,68 @@ fn insecure_registry_from_the_settings_file() {
         fx.image.manifest_digest
     );
 }
+
+/// `berth push` to another repository of the same registry mounts the blobs
+/// it knows are there (pushed or pulled earlier), as docker's push does; a
+/// source on another registry, or one that lost the blob, means an upload.
+#[test]
+fn push_mounts_blobs_known_to_be_in_another_repository() {
+    if !peers_present() {
+        return;
+    }
+    let reg = DockerRegistry::start(RegistryOptions::default());
+    let host = reg.host();
+    let fx = fixture();
+    let push = |root: &Root, dest: &str| -> String {
+        let out = root.ok(&["--insecure-registry", &host, "push", dest]);
+        assert_eq!(
+            skopeo_digest(&["inspect", "--tls-verify=false", &format!("docker://{dest}")]),
+            fx.image.manifest_digest
+        );
+        stderr(&out)
+    };
+    let blobs = fx.image.layers.len() + 1;
+    let mounted = |log: &str| log.lines().filter(|l| l.ends_with(": mounted")).count();
+
+    let a = Root::new();
+    a.load(&fx.archive);
+    let one = format!("{host}/one/busybox:1");
+    a.ok(&["tag", "busybox:latest", &one]);
+    let log = push(&a, &one);
+    assert_eq!(mounted(&log), 0, "{log}");
+    // Pushed to `one`: a push to `two` mounts every blob from there.
+    let two = format!("{host}/two/busybox:1");
+    a.ok(&["tag", "busybox:latest", &two]);
+    let log = push(&a, &two);
+    assert_eq!(mounted(&log), blobs, "{log}");
+
+    // Pulled from `one` into an empty store: a push to `three` mounts too.
+    let b = Root::new();
+    b.ok(&["--insecure-registry", &host, "pull", &one]);
+    let three = format!("{host}/three/busybox:1");
+    b.ok(&["tag", &one, &three]);
+    let log = push(&b, &three);
+    assert_eq!(mounted(&log), blobs, "{log}");
+
+    // Known only in a repository that does not have them: the registry
+    // answers the mount with an upload session, and the push still works.
+    let c = Root::new();
+    c.load(&fx.archive);
+    for digest in fx.image.layers.iter().chain([&fx.image.config_digest]) {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let record = c.path().join("sources/sha256").join(hex);
+        fs::create_dir_all(record.parent().unwrap()).unwrap();
+        fs::write(&record, format!("{host} never/pushed\n")).unwrap();
+    }
+    let four = format!("{host}/four/busybox:1");
+    c.ok(&["tag", "busybox:latest", &four]);
+    let log = push(&c, &four);
+    assert_eq!(mounted(&log), 0, "{log}");
+
+    // Another registry never mounts from this one.
+    let other = DockerRegistry::start(RegistryOptions::default());
+    let elsewhere = format!("{}/one/busybox:1", other.host());
+    a.ok(&["tag", "busybox:latest", &elsewhere]);
+    let out = a.ok(&["--insecure-registry", &other.host(), "push", &elsewhere]);
+    assert_eq!(mounted(&stderr(&out)), 0, "{}", show(&out));
+}

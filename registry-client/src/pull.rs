@@ -176,6 +176,11 @@ async fn pull_image(repo: &Repository, store: &Store, m: &RemoteManifest) -> Res
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
         .await?;
+    for d in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
+        if store.has_blob(&d.digest) {
+            crate::push::record_source(store, &d.digest, repo);
+        }
+    }
     store_manifest(store, m)?;
     progress.event(Event::ManifestStored {
         reference: format!("{}/{}", repo.registry(), repo.name()),

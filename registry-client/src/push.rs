@@ -122,12 +122,20 @@ async fn push_image(
         blobs.push(d);
     }
     let concurrency = repo.client().options().concurrency.max(1);
-    let mount_from = options.mount_from.as_deref();
     futures_util::stream::iter(blobs)
         .map(|d| {
             let progress = progress.clone();
             async move {
-                let outcome = repo.push_blob_from_store(store, d, mount_from).await?;
+                let outcome = match mount_source(repo, store, d, options) {
+                    Some(from) => {
+                        let with_source = repo.clone().with_pull_from(&from);
+                        with_source
+                            .push_blob_from_store(store, d, Some(&from))
+                            .await?
+                    }
+                    None => repo.push_blob_from_store(store, d, None).await?,
+                };
+                record_source(store, &d.digest, repo);
                 if outcome != crate::progress::SkipReason::Present {
                     progress.event(Event::Skipped {
                         digest: d.digest.clone(),
@@ -142,4 +150,31 @@ async fn push_image(
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
+}
+
+/// The repository to mount `d` from: the one the caller named, else the
+/// newest other repository of the same registry the blob was pulled from or
+/// pushed to (as docker's push does).
+fn mount_source(
+    repo: &Repository,
+    store: &Store,
+    d: &Descriptor,
+    options: &PushOptions,
+) -> Option<String> {
+    if let Some(from) = &options.mount_from {
+        return Some(from.clone());
+    }
+    store
+        .blob_sources(&d.digest)
+        .into_iter()
+        .find(|s| s.registry == repo.registry() && s.repository != repo.name())
+        .map(|s| s.repository)
+}
+
+/// Notes that `digest` is in `repo` now. Only a hint for later mounts: a
+/// failure to write it costs nothing but a later upload.
+pub(crate) fn record_source(store: &Store, digest: &Digest, repo: &Repository) {
+    if let Err(e) = store.record_blob_source(digest, repo.registry(), repo.name()) {
+        tracing::debug!("cannot record where {digest} is: {e}");
+    }
 }

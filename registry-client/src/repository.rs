@@ -763,9 +763,19 @@ impl Repository {
         mount_from: Option<&str>,
     ) -> Result<SkipReason> {
         let (location, min_chunk) = match mount_from {
-            Some(from) if from != self.name => match self.mount_blob(&desc.digest, from).await? {
-                MountOutcome::Mounted => return Ok(SkipReason::Mounted),
-                MountOutcome::Upload(loc) => (loc, None),
+            Some(from) if from != self.name => match self.mount_blob(&desc.digest, from).await {
+                Ok(MountOutcome::Mounted) => return Ok(SkipReason::Mounted),
+                Ok(MountOutcome::Upload(loc)) => (loc, None),
+                // A source we may not read, or one that is gone: the blob is
+                // uploaded instead, as on a 202.
+                Err(
+                    Error::Unauthorized { .. }
+                    | Error::Denied { .. }
+                    | Error::Token { .. }
+                    | Error::NameUnknown { .. }
+                    | Error::BlobUnknown { .. },
+                ) => self.start_upload().await?,
+                Err(e) => return Err(e),
             },
             _ => self.start_upload().await?,
         };

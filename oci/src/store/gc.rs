@@ -99,6 +99,7 @@ impl Store {
             }
         }
         report.ingests_removed = self.remove_stale_ingests()?;
+        self.remove_orphaned_sources();
         Ok(report)
     }
 

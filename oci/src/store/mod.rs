@@ -9,6 +9,8 @@
 //! ROOT/ingest/KEY/         in-progress writes (resumable), invisible to readers
 //! ROOT/snapshots/          unpacked layers (see `snapshot`)
 //! ROOT/locks/              flock files
+//! ROOT/sources/             registry repositories each blob was seen in
+//!                          (see `sources`: for cross-repository mounts)
 //! ```
 //!
 //! Because the root is a plain image layout, `skopeo inspect oci:ROOT:busybox:latest`
@@ -23,6 +25,7 @@ mod gc;
 mod index;
 mod ingest;
 mod lock;
+mod sources;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -34,6 +37,7 @@ pub use index::TagEntry;
 pub(crate) use index::{entry_reference, untagged_descriptor};
 pub use ingest::Ingest;
 pub use lock::{FileLock, LockMode};
+pub use sources::BlobSource;
 
 use crate::digest::{Algorithm, Digest};
 use crate::manifest::ManifestError;
