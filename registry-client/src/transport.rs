@@ -45,6 +45,10 @@ pub struct ClientOptions {
     /// chunks, so that an interrupted upload resumes from the server's offset.
     pub monolithic_upload_max: u64,
     /// PATCH chunk size (raised to the registry's `OCI-Chunk-Min-Length`).
+    /// Large by default: every request boundary costs the registry a save
+    /// and a restore of its hash state (distribution: 0.3 s more for a
+    /// 512 MiB blob in four chunks than in one), and an interrupted chunk
+    /// resumes from the offset the registry reports, not from its start.
     pub upload_chunk_size: u64,
     pub progress: Arc<dyn Progress>,
 }
@@ -61,7 +65,7 @@ impl Default for ClientOptions {
             max_retry_after: Duration::from_secs(60),
             concurrency: 4,
             monolithic_upload_max: 64 << 20,
-            upload_chunk_size: 128 << 20,
+            upload_chunk_size: 1 << 30,
             progress: Arc::new(NoProgress),
         }
     }
