@@ -51,6 +51,46 @@ impl FilesystemDriver {
     }
 }
 
+impl FilesystemDriver {
+    /// `len` bytes (or the rest) of the file at `path` from `offset`, as
+    /// chunks fetched the `fetch` way.
+    async fn stream(
+        &self,
+        path: &str,
+        offset: u64,
+        len: Option<u64>,
+        fetch: Fetch,
+    ) -> StorageResult<ByteStream> {
+        let full = self.full(path)?;
+        let p = path.to_string();
+        let (file, remaining) = blocking(move || {
+            let mut f = File::open(&full).map_err(|e| io_err("cannot open", &p, e))?;
+            let size = f
+                .metadata()
+                .map_err(|e| io_err("cannot stat", &p, e))?
+                .len();
+            if offset > size {
+                return Err(StorageError::InvalidOffset { path: p, offset });
+            }
+            if let Fetch::Read = fetch {
+                // Reads go on from the file position.
+                f.seek(SeekFrom::Start(offset))
+                    .map_err(|e| io_err("cannot seek", &p, e))?;
+                advise_sequential(&f);
+            }
+            let rest = size - offset;
+            Ok((f, len.map_or(rest, |l| l.min(rest))))
+        })
+        .await?;
+        Ok(chunk_stream(Cursor {
+            file,
+            at: offset,
+            remaining,
+            fetch,
+        }))
+    }
+}
+
 fn io_err(what: &'static str, path: &str, source: io::Error) -> StorageError {
     if source.kind() == io::ErrorKind::NotFound {
         StorageError::PathNotFound(path.to_string())
@@ -320,32 +360,7 @@ impl StorageDriver for FilesystemDriver {
         offset: u64,
         len: Option<u64>,
     ) -> BoxFuture<'a, StorageResult<ByteStream>> {
-        Box::pin(async move {
-            let full = self.full(path)?;
-            let p = path.to_string();
-            let (file, remaining) = blocking(move || {
-                let mut f = File::open(&full).map_err(|e| io_err("cannot open", &p, e))?;
-                let size = f
-                    .metadata()
-                    .map_err(|e| io_err("cannot stat", &p, e))?
-                    .len();
-                if offset > size {
-                    return Err(StorageError::InvalidOffset { path: p, offset });
-                }
-                f.seek(SeekFrom::Start(offset))
-                    .map_err(|e| io_err("cannot seek", &p, e))?;
-                advise_sequential(&f);
-                let rest = size - offset;
-                Ok((f, len.map_or(rest, |l| l.min(rest))))
-            })
-            .await?;
-            Ok(chunk_stream(Cursor {
-                file,
-                at: offset,
-                remaining,
-                fetch: Fetch::Read,
-            }))
-        })
+        Box::pin(self.stream(path, offset, len, Fetch::Read))
     }
 
     fn committed_reader<'a>(
@@ -354,29 +369,7 @@ impl StorageDriver for FilesystemDriver {
         offset: u64,
         len: Option<u64>,
     ) -> BoxFuture<'a, StorageResult<ByteStream>> {
-        Box::pin(async move {
-            let full = self.full(path)?;
-            let p = path.to_string();
-            let (file, remaining) = blocking(move || {
-                let file = File::open(&full).map_err(|e| io_err("cannot open", &p, e))?;
-                let size = file
-                    .metadata()
-                    .map_err(|e| io_err("cannot stat", &p, e))?
-                    .len();
-                if offset > size {
-                    return Err(StorageError::InvalidOffset { path: p, offset });
-                }
-                let rest = size - offset;
-                Ok((file, len.map_or(rest, |l| l.min(rest))))
-            })
-            .await?;
-            Ok(chunk_stream(Cursor {
-                file,
-                at: offset,
-                remaining,
-                fetch: Fetch::Map,
-            }))
-        })
+        Box::pin(self.stream(path, offset, len, Fetch::Map))
     }
 
     fn writer<'a>(
