@@ -14,12 +14,10 @@
 //! two processes recording the same blob at once may keep only one source.
 
 use std::fs;
-use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Store, StoreError};
-use crate::digest::Digest;
+use super::{Store, StoreError, replace_file};
+use crate::digest::{Algorithm, Digest};
 
 /// Sources kept per blob; older ones are dropped.
 const MAX_SOURCES: usize = 16;
@@ -84,53 +82,31 @@ impl Store {
             .map(|s| format!("{} {}\n", s.registry, s.repository))
             .collect();
         let path = self.source_path(digest);
-        replace_file(&path, text.as_bytes()).map_err(|e| StoreError::io(&path, e))
+        let dir = path.parent().unwrap_or(self.root());
+        fs::create_dir_all(dir)
+            .and_then(|()| replace_file(&path, text.as_bytes(), false))
+            .map_err(|e| StoreError::io(&path, e))
     }
 
     /// Drops the sources of blobs the store no longer has.
     pub(crate) fn remove_orphaned_sources(&self) {
-        let Ok(algorithms) = fs::read_dir(self.root().join("sources")) else {
-            return;
-        };
-        for dir in algorithms.flatten() {
-            let Ok(listing) = fs::read_dir(dir.path()) else {
-                continue;
-            };
-            let algorithm = dir.file_name();
-            let Some(algorithm) = algorithm.to_str() else {
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = self.root().join("sources").join(algorithm.as_str());
+            let Ok(listing) = fs::read_dir(&dir) else {
                 continue;
             };
             for entry in listing.flatten() {
                 let name = entry.file_name();
-                let blob = self.root().join("blobs").join(algorithm).join(&name);
-                if !blob.exists() {
+                let Some(Ok(digest)) = name.to_str().map(|n| Digest::from_parts(algorithm, n))
+                else {
+                    continue;
+                };
+                if !self.has_blob(&digest) {
                     let _ = fs::remove_file(entry.path());
                 }
             }
         }
     }
-}
-
-/// Replaces `path` by a new file with `bytes` (temp file and rename: a
-/// reader sees the old or the new content, never a part).
-fn replace_file(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
